@@ -1,0 +1,82 @@
+import { LRUCache } from 'lru-cache';
+import type { ClientConfig } from './config.ts';
+import type { Identity } from './sources/source.ts';
+
+// There is no user database: the identity a source vouched for is kept here for as long as the
+// session that carries it, because oidc-provider asks for the account again at /token and /me.
+
+export interface Account {
+  accountId: string;
+  identity: Identity;
+  groups: string[];
+}
+
+export interface AccountStore {
+  remember(identity: Identity): Account;
+  find(accountId: string): Account | undefined;
+}
+
+export function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number, max = 10_000): AccountStore {
+  const cache = new LRUCache<string, Account>({ max, ttl: ttlSeconds * 1000, updateAgeOnGet: false });
+  return {
+    remember(identity) {
+      const account = { accountId: accountIdFor(identity), identity, groups: groupsFor(identity, groups) };
+      cache.set(account.accountId, account);
+      return account;
+    },
+    find: (accountId) => cache.get(accountId),
+  };
+}
+
+/** `sub`: stable and namespaced by source, so a Plex id can never collide with a Tailscale id. */
+export function accountIdFor(identity: Identity): string {
+  return `${identity.source}:${identity.id}`;
+}
+
+/** Groups from the config whose members list this person by email, login or alias. */
+export function groupsFor(identity: Identity, groups: Record<string, string[]>): string[] {
+  const names = new Set([identity.login, identity.email, ...(identity.aliases ?? [])]
+    .filter((n): n is string => !!n).map((n) => n.toLowerCase()));
+  return Object.entries(groups)
+    .filter(([, members]) => members.some((m) => names.has(m.toLowerCase())))
+    .map(([name]) => name);
+}
+
+export function mayUseClient(account: Account, client: ClientConfig): boolean {
+  if (!client.allowed_groups) return true;
+  return client.allowed_groups.some((g) => account.groups.includes(g));
+}
+
+/**
+ * A preferred_username that Headscale accepts (hscontrol/util ValidateUsername): at least two
+ * characters, starting with a letter, only letters, digits, "-", "." and "_", at most one "@".
+ * Headscale silently drops a name that breaks the rule, leaving the user nameless.
+ */
+export function preferredUsername(login: string): string {
+  let seenAt = false;
+  let name = [...login.normalize('NFKD').replace(/\p{M}/gu, '')]
+    .map((ch) => {
+      if (ch === '@') {
+        if (seenAt) return '-';
+        seenAt = true;
+        return ch;
+      }
+      return /[A-Za-z0-9._-]/.test(ch) ? ch : '-';
+    })
+    .join('');
+  if (!/^[A-Za-z]/.test(name)) name = `u${name}`;
+  if (name.length < 2) name = `${name}-user`;
+  return name;
+}
+
+export function claimsFor(account: Account): Record<string, unknown> {
+  const { identity } = account;
+  return {
+    sub: account.accountId,
+    preferred_username: preferredUsername(identity.login),
+    name: identity.name ?? identity.login,
+    ...(identity.email ? { email: identity.email, email_verified: identity.emailVerified } : {}),
+    ...(identity.picture ? { picture: identity.picture } : {}),
+    groups: account.groups,
+  };
+}

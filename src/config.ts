@@ -1,0 +1,356 @@
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { parseDocument } from 'yaml';
+
+/** A relying party allowed to sign people in through guestlist. */
+export interface ClientConfig {
+  client_id: string;
+  client_secret: string;
+  redirect_uris: string[];
+  post_logout_redirect_uris: string[];
+  /** Shown to people on guestlist's pages ("Sign in to Grafana"). */
+  name: string;
+  require_pkce: boolean;
+  /** When set, only members of at least one of these groups may sign in to this client. */
+  allowed_groups?: string[];
+}
+
+export interface TailscaleConfig {
+  socket: string;
+  allow_tagged: boolean;
+  serve_headers: boolean;
+}
+
+export interface Config {
+  issuer: string;
+  listen: { host: string; port: number };
+  data_dir: string;
+  clients: ClientConfig[];
+  groups: Record<string, string[]>;
+  tailscale?: TailscaleConfig;
+  /** Only the built-in demo sets this; no key in a config file can. */
+  demo: boolean;
+}
+
+export const DEFAULT_TAILSCALE_SOCKET = '/var/run/tailscale/tailscaled.sock';
+export const DEFAULT_LISTEN = '127.0.0.1:8080';
+export const DEFAULT_DATA_DIR = './data';
+
+/** Every problem found in a config, each naming the key path, so one run shows them all. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(source: string, problems: string[]) {
+    super(`${source} has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export async function loadConfigFile(file: string, env: Env = process.env): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String((err as Error).message);
+    throw new ConfigError(file, [`cannot read the config file: ${why}`]);
+  }
+  return parseConfig(text, env, file);
+}
+
+export function parseConfig(text: string, env: Env = process.env, source = 'config'): Config {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(source, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+  }
+  const problems: string[] = [];
+  const raw = substituteEnv(doc.toJS(), '', env, problems);
+  const config = validate(raw, env, problems);
+  if (problems.length > 0 || !config) throw new ConfigError(source, problems);
+  return config;
+}
+
+/** `${VAR}` in any string value is replaced from the environment; `$${` stays a literal `${`. */
+function substituteEnv(value: unknown, path: string, env: Env, problems: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$(\$)?\{([^}]*)\}/g, (match, escaped: string | undefined, name: string) => {
+      if (escaped) return match.slice(1);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        problems.push(`${path || '(root)'}: "\${${name}}" is not a valid environment variable reference`);
+        return match;
+      }
+      const v = env[name];
+      if (v === undefined || v === '') {
+        problems.push(`${path || '(root)'}: environment variable ${name} is not set`);
+        return '';
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, `${path}[${i}]`, env, problems));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, substituteEnv(v, path ? `${path}.${k}` : k, env, problems)]),
+    );
+  }
+  return value;
+}
+
+const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale'];
+const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups'];
+const TAILSCALE_KEYS = ['socket', 'allow_tagged', 'serve_headers'];
+
+// Cloudflare Access sends client credentials in Basic auth without URL-encoding them, and
+// oidc-provider decodes them as RFC 6749 says, so anything outside the unreserved set breaks.
+const UNRESERVED = /^[A-Za-z0-9._~-]+$/;
+
+function validate(raw: unknown, env: Env, problems: string[]): Config | undefined {
+  if (raw === null || raw === undefined) {
+    problems.push('the config is empty: it needs at least issuer and clients');
+    return undefined;
+  }
+  if (!isObject(raw)) {
+    problems.push('the config must be a mapping of keys (issuer, clients, ...)');
+    return undefined;
+  }
+  unknownKeys(raw, TOP_KEYS, '', problems);
+
+  const issuer = validateIssuer(raw.issuer, problems);
+  const listen = validateListen(raw.listen ?? DEFAULT_LISTEN, env, problems);
+  const data_dir = optionalString(raw.data_dir, 'data_dir', problems) ?? DEFAULT_DATA_DIR;
+  const groups = validateGroups(raw.groups, problems);
+  const clients = validateClients(raw.clients, groups, problems);
+  const tailscale = raw.tailscale === undefined ? undefined : validateTailscale(raw.tailscale, problems);
+
+  if (raw.tailscale === undefined) {
+    problems.push('no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults)');
+  }
+  if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
+  return { issuer, listen, data_dir, clients, groups, ...(tailscale ? { tailscale } : {}), demo: false };
+}
+
+function validateIssuer(value: unknown, problems: string[]): string | undefined {
+  if (value === undefined) {
+    problems.push('issuer: missing; set it to the public URL people and relying parties reach guestlist at, e.g. https://auth.example.com');
+    return undefined;
+  }
+  if (typeof value !== 'string' || value === '') {
+    problems.push('issuer: must be a URL such as https://auth.example.com');
+    return undefined;
+  }
+  const url = URL.parse(value);
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    problems.push(`issuer: "${value}" is not an http(s) URL`);
+    return undefined;
+  }
+  if (value.endsWith('/')) {
+    // Headscale (go-oidc) compares the issuer byte for byte, so a stray slash fails every login.
+    problems.push(`issuer: "${value}" must not end with "/"; relying parties compare it exactly: use "${value.replace(/\/+$/, '')}"`);
+    return undefined;
+  }
+  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
+    problems.push(`issuer: "${value}" must be just a scheme and host (and port), with no path, query or credentials`);
+    return undefined;
+  }
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    problems.push(`issuer: "${value}" must use https (plain http is only accepted for localhost); put guestlist behind a TLS proxy such as Fly.io, Caddy or tailscale serve`);
+    return undefined;
+  }
+  return value;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+function validateListen(value: unknown, env: Env, problems: string[]): Config['listen'] | undefined {
+  if (typeof value !== 'string') {
+    problems.push('listen: must be "host:port", e.g. "127.0.0.1:8080" or "0.0.0.0:8080"');
+    return undefined;
+  }
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
+  const host = m?.[1] ?? m?.[2];
+  if (!m || !host || (m[1] !== undefined && isIP(m[1]) !== 6)) {
+    problems.push(`listen: "${value}" is not "host:port" (IPv6 hosts go in brackets: "[::]:8080")`);
+    return undefined;
+  }
+  let port = Number(m[3]);
+  if (env.PORT !== undefined && env.PORT !== '') {
+    if (!/^\d+$/.test(env.PORT)) {
+      problems.push(`PORT environment variable: "${env.PORT}" is not a port number`);
+      return undefined;
+    }
+    port = Number(env.PORT);
+  }
+  if (port < 1 || port > 65535) {
+    problems.push(`listen: port ${port} is out of range (1-65535)`);
+    return undefined;
+  }
+  return { host, port };
+}
+
+function validateGroups(value: unknown, problems: string[]): Record<string, string[]> {
+  if (value === undefined || value === null) return {};
+  if (!isObject(value)) {
+    problems.push('groups: must map a group name to a list of members, e.g. "admins: [alice@example.com]"');
+    return {};
+  }
+  const groups: Record<string, string[]> = {};
+  for (const [name, members] of Object.entries(value)) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(name)) {
+      problems.push(`groups.${name}: group names may use letters, digits, ".", "_", ":" and "-"`);
+      continue;
+    }
+    const list = stringList(members, `groups.${name}`, problems, { allowEmpty: true });
+    if (list) groups[name] = list;
+  }
+  return groups;
+}
+
+function validateClients(value: unknown, groups: Record<string, string[]>, problems: string[]): ClientConfig[] | undefined {
+  if (value === undefined) {
+    problems.push('clients: missing; add at least one relying party (client_id, client_secret, redirect_uris)');
+    return undefined;
+  }
+  if (!Array.isArray(value) || value.length === 0) {
+    problems.push('clients: must be a non-empty list of relying parties');
+    return undefined;
+  }
+  const seen = new Set<string>();
+  const clients: ClientConfig[] = [];
+  value.forEach((c: unknown, i) => {
+    const at = `clients[${i}]`;
+    if (!isObject(c)) {
+      problems.push(`${at}: must be a mapping with client_id, client_secret and redirect_uris`);
+      return;
+    }
+    unknownKeys(c, CLIENT_KEYS, at, problems);
+    const before = problems.length;
+    const id = c.client_id;
+    if (typeof id !== 'string' || id === '') problems.push(`${at}.client_id: missing`);
+    else if (!UNRESERVED.test(id)) problems.push(`${at}.client_id: "${id}" may only use letters, digits, ".", "_", "~" and "-"`);
+    else if (seen.has(id)) problems.push(`${at}.client_id: "${id}" is already used by another client`);
+    else seen.add(id);
+
+    const secret = c.client_secret;
+    if (typeof secret !== 'string' || secret === '') problems.push(`${at}.client_secret: missing`);
+    else if (!UNRESERVED.test(secret)) {
+      problems.push(`${at}.client_secret: may only use letters, digits, ".", "_", "~" and "-" (Cloudflare Access sends it without URL-encoding); generate one with: openssl rand -hex 32`);
+    } else if (secret.length < 16) problems.push(`${at}.client_secret: is ${secret.length} characters; use at least 16 (e.g. openssl rand -hex 32)`);
+
+    const redirect_uris = uriList(c.redirect_uris, `${at}.redirect_uris`, problems, false);
+    const post_logout_redirect_uris = uriList(c.post_logout_redirect_uris, `${at}.post_logout_redirect_uris`, problems, true);
+    const name = optionalString(c.name, `${at}.name`, problems) ?? (typeof id === 'string' ? id : '');
+    const require_pkce = optionalBoolean(c.require_pkce, `${at}.require_pkce`, problems) ?? false;
+    let allowed_groups: string[] | undefined;
+    if (c.allowed_groups !== undefined) {
+      allowed_groups = stringList(c.allowed_groups, `${at}.allowed_groups`, problems, { allowEmpty: false });
+      for (const g of allowed_groups ?? []) {
+        if (!(g in groups)) problems.push(`${at}.allowed_groups: group "${g}" is not defined under groups`);
+      }
+    }
+    if (problems.length === before) {
+      clients.push({
+        client_id: id as string,
+        client_secret: secret as string,
+        redirect_uris: redirect_uris ?? [],
+        post_logout_redirect_uris: post_logout_redirect_uris ?? [],
+        name,
+        require_pkce,
+        ...(allowed_groups ? { allowed_groups } : {}),
+      });
+    }
+  });
+  return clients;
+}
+
+function uriList(value: unknown, at: string, problems: string[], optional: boolean): string[] | undefined {
+  if (value === undefined && optional) return [];
+  const list = stringList(value, at, problems, { allowEmpty: optional });
+  if (!list) return undefined;
+  for (const uri of list) {
+    const url = URL.parse(uri);
+    if (!url || !/^[a-z][a-z0-9+.-]*:$/.test(url.protocol)) problems.push(`${at}: "${uri}" is not an absolute URL`);
+    else if (url.hash || uri.includes('#')) problems.push(`${at}: "${uri}" must not contain a fragment (#)`);
+    else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      problems.push(`${at}: "${uri}" uses plain http; only https (or http on localhost) is allowed`);
+    }
+  }
+  return list;
+}
+
+function validateTailscale(value: unknown, problems: string[]): TailscaleConfig | undefined {
+  if (value === null) value = {};
+  if (!isObject(value)) {
+    problems.push('tailscale: must be a mapping (an empty "tailscale: {}" uses the defaults)');
+    return undefined;
+  }
+  unknownKeys(value, TAILSCALE_KEYS, 'tailscale', problems);
+  return {
+    socket: optionalString(value.socket, 'tailscale.socket', problems) ?? DEFAULT_TAILSCALE_SOCKET,
+    allow_tagged: optionalBoolean(value.allow_tagged, 'tailscale.allow_tagged', problems) ?? false,
+    serve_headers: optionalBoolean(value.serve_headers, 'tailscale.serve_headers', problems) ?? false,
+  };
+}
+
+function unknownKeys(obj: Record<string, unknown>, known: string[], at: string, problems: string[]): void {
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key)) continue;
+    const near = known.find((k) => editDistance(k, key) <= 2);
+    problems.push(`${at ? `${at}.` : ''}${key}: unknown key${near ? ` (did you mean "${near}"?)` : ''}`);
+  }
+}
+
+function stringList(value: unknown, at: string, problems: string[], { allowEmpty }: { allowEmpty: boolean }): string[] | undefined {
+  if (typeof value === 'string') value = [value];
+  if (!Array.isArray(value)) {
+    problems.push(`${at}: must be a list`);
+    return undefined;
+  }
+  if (!allowEmpty && value.length === 0) {
+    problems.push(`${at}: must not be empty`);
+    return undefined;
+  }
+  const bad = value.findIndex((v) => typeof v !== 'string' || v === '');
+  if (bad !== -1) {
+    problems.push(`${at}[${bad}]: must be a non-empty string`);
+    return undefined;
+  }
+  return value as string[];
+}
+
+function optionalString(value: unknown, at: string, problems: string[]): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || value === '') {
+    problems.push(`${at}: must be a non-empty string`);
+    return undefined;
+  }
+  return value;
+}
+
+function optionalBoolean(value: unknown, at: string, problems: string[]): boolean | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') {
+    problems.push(`${at}: must be true or false, not ${JSON.stringify(value)}`);
+    return undefined;
+  }
+  return value;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}

@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+
+// Signing keys and cookie secrets live in data_dir so that tokens and sessions survive restarts:
+// relying parties cache our JWKS, and a key that changed on every boot would break them.
+
+export interface KeyMaterial {
+  /** Private signing JWKs, newest first; oidc-provider signs with the first and publishes all. */
+  signingKeys: JWK[];
+  /** Cookie signing secrets, newest first (keygrip signs with the first and verifies with all). */
+  cookieSecrets: string[];
+}
+
+export const SIGNING_KEYS_FILE = 'signing-keys.json';
+export const COOKIE_SECRETS_FILE = 'cookie-secrets.json';
+
+export class KeyFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeyFileError';
+  }
+}
+
+export async function loadOrCreateKeys(dataDir: string, onCreate: (file: string) => void = () => {}): Promise<KeyMaterial> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+
+  const keysPath = join(dataDir, SIGNING_KEYS_FILE);
+  let signingKeys = await readJson(keysPath, parseSigningKeys);
+  if (!signingKeys) {
+    signingKeys = [await generateSigningKey()];
+    await writeFileAtomic(keysPath, `${JSON.stringify({ keys: signingKeys }, null, 2)}\n`);
+    onCreate(keysPath);
+  }
+
+  const secretsPath = join(dataDir, COOKIE_SECRETS_FILE);
+  let cookieSecrets = await readJson(secretsPath, parseCookieSecrets);
+  if (!cookieSecrets) {
+    cookieSecrets = [randomBytes(32).toString('base64url')];
+    await writeFileAtomic(secretsPath, `${JSON.stringify({ secrets: cookieSecrets }, null, 2)}\n`);
+    onCreate(secretsPath);
+  }
+  return { signingKeys, cookieSecrets };
+}
+
+export async function generateSigningKey(): Promise<JWK> {
+  // RS256: Cloudflare Access does not accept EdDSA, and RS256 is what every RP supports.
+  const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
+  const jwk = await exportJWK(privateKey);
+  const kid = (await calculateJwkThumbprint(jwk)).slice(0, 16);
+  return { ...jwk, kid, alg: 'RS256', use: 'sig' };
+}
+
+/** Write to a temporary file and rename it into place, so a crash never leaves half a key. */
+export async function writeFileAtomic(path: string, contents: string): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(contents);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+async function readJson<T>(path: string, parse: (value: unknown, path: string) => T): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KeyFileError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new KeyFileError(`${path} is not valid JSON. Restore it from a backup; deleting it makes a new one, and relying parties will then reject tokens signed before.`);
+  }
+  return parse(value, path);
+}
+
+function parseSigningKeys(value: unknown, path: string): JWK[] {
+  const keys = (value as { keys?: unknown })?.keys;
+  if (!Array.isArray(keys) || keys.length === 0) throw new KeyFileError(`${path}: expected {"keys": [ ...private JWKs ]}`);
+  keys.forEach((k: JWK, i) => {
+    if (k?.kty !== 'RSA' || typeof k.d !== 'string' || typeof k.kid !== 'string') {
+      throw new KeyFileError(`${path}: keys[${i}] is not a private RSA JWK with a "kid"`);
+    }
+  });
+  return keys as JWK[];
+}
+
+function parseCookieSecrets(value: unknown, path: string): string[] {
+  const secrets = (value as { secrets?: unknown })?.secrets;
+  if (!Array.isArray(secrets) || secrets.length === 0 || secrets.some((s) => typeof s !== 'string' || s.length < 32)) {
+    throw new KeyFileError(`${path}: expected {"secrets": ["<at least 32 characters>", ...]}`);
+  }
+  return secrets as string[];
+}

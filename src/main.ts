@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+import { runCli } from './cli.ts';
+import { createLogger } from './log.ts';
+
+// Process entry: run the command, and for `serve` shut down cleanly on SIGINT and SIGTERM
+// (Fly.io sends SIGINT by default, Docker SIGTERM): stop accepting, let in-flight requests finish.
+
+const log = createLogger();
+const result = await runCli(process.argv.slice(2), {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+  log,
+});
+
+if (typeof result === 'number') {
+  process.exitCode = result;
+} else {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log('info', 'shutting down', { signal });
+    setTimeout(() => process.exit(0), 10_000).unref();
+    void result.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}

@@ -1,0 +1,53 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+// Pages are plain HTML files in views/. `{{name}}` inserts a value HTML-escaped; `{{{name}}}`
+// inserts markup that this module built itself (never a value from a person or an upstream).
+// views/layout.html wraps every page.
+
+export const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
+
+const templates = new Map<string, string>();
+
+function template(name: string): string {
+  let t = templates.get(name);
+  if (t === undefined) {
+    t = readFileSync(`${VIEWS_DIR}${name}.html`, 'utf8');
+    templates.set(name, t);
+  }
+  return t;
+}
+
+/** Markup built by guestlist itself, safe to insert unescaped. */
+export class Html {
+  readonly markup: string;
+  constructor(markup: string) {
+    this.markup = markup;
+  }
+}
+
+export type PageValues = Record<string, string | number | Html | undefined>;
+
+export function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function fill(tpl: string, values: PageValues): string {
+  return tpl.replace(/\{\{(\{)?\s*([a-z_]+)\s*\}?\}\}/g, (_m, raw: string | undefined, key: string) => {
+    const v = values[key];
+    if (v === undefined) return '';
+    if (v instanceof Html) return v.markup;
+    if (raw) throw new Error(`views: {{{${key}}}} needs an Html value`);
+    return escapeHtml(String(v));
+  });
+}
+
+export function renderPage(view: string, title: string, values: PageValues = {}): string {
+  const content = fill(template(view), values);
+  return fill(template('layout'), { title, content: new Html(content), body_class: view });
+}
+
+/** Load every template now, so a missing view fails at start-up rather than on someone's login. */
+export function preloadViews(names: string[]): void {
+  for (const n of ['layout', ...names]) template(n);
+}

@@ -1,0 +1,201 @@
+import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
+import type { LruStorage } from './adapter.ts';
+import type { ClientConfig, Config } from './config.ts';
+import type { KeyMaterial } from './keys.ts';
+import type { Logger } from './log.ts';
+import { Html, renderPage } from './pages.ts';
+
+// How guestlist configures oidc-provider, and why. The relying parties we must please:
+// Headscale (go-oidc + x/oauth2) and Cloudflare Access (generic OIDC, no discovery, no userinfo).
+
+export const TTL = {
+  AuthorizationCode: 60,
+  IdToken: 3600,
+  AccessToken: 3600,
+  Interaction: 600,
+  Session: 24 * 3600,
+  Grant: 24 * 3600,
+} as const;
+
+const SCOPES = ['openid', 'email', 'profile', 'groups'];
+
+export interface ProviderDeps {
+  config: Config;
+  keys: KeyMaterial;
+  storage: LruStorage;
+  accounts: AccountStore;
+  log: Logger;
+  /** Names of ambient sources: a session from one of them is re-checked on every authorization. */
+  ambientSources: Set<string>;
+}
+
+export function createProvider({ config, keys, storage, accounts, log, ambientSources }: ProviderDeps): Provider {
+  const clients = new Map<string, ClientConfig>(config.clients.map((c) => [c.client_id, c]));
+
+  const configuration: Configuration = {
+    adapter: (model: string) => storage.adapterFor(model),
+    jwks: { keys: keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
+    cookies: {
+      keys: keys.cookieSecrets,
+      long: { httpOnly: true, sameSite: 'lax' },
+      short: { httpOnly: true, sameSite: 'lax' },
+    },
+    clients: config.clients.map((c) => ({
+      client_id: c.client_id,
+      client_secret: c.client_secret,
+      client_name: c.name,
+      redirect_uris: c.redirect_uris,
+      post_logout_redirect_uris: c.post_logout_redirect_uris,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      // A secret-based client may authenticate with either Basic or POST: x/oauth2 (Headscale)
+      // tries Basic and falls back to POST, Cloudflare Access uses Basic.
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'RS256',
+    })),
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+    responseTypes: ['code'],
+    scopes: ['openid'],
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      // groups also rides on `profile`: Cloudflare Access and Headscale's defaults request only
+      // "openid email profile", and group-based access rules need the claim.
+      profile: ['name', 'preferred_username', 'picture', 'groups'],
+      groups: ['groups'],
+    },
+    // Cloudflare Access never calls userinfo and Headscale before v0.27 checked its allow-lists
+    // on the ID token alone, so every claim goes in the ID token.
+    conformIdTokenClaims: false,
+    enabledJWA: { idTokenSigningAlgValues: ['RS256'] },
+    pkce: { required: (_ctx, client) => clients.get(client.clientId)?.require_pkce ?? false },
+    ttl: { ...TTL },
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: true },
+      rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+      revocation: { enabled: false },
+      introspection: { enabled: false },
+      registration: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      dPoP: { enabled: false },
+      resourceIndicators: { enabled: false },
+      deviceFlow: { enabled: false },
+      claimsParameter: { enabled: false },
+    },
+    clientBasedCORS: () => false,
+    interactions: {
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      policy: loginPolicy(),
+    },
+    async findAccount(_ctx, sub) {
+      const account = accounts.find(sub);
+      if (!account) return undefined;
+      return { accountId: sub, claims: () => ({ ...claimsFor(account), sub }) };
+    },
+    // Configured clients are first-party: consent is implicit, so a grant is made on the spot.
+    async loadExistingGrant(ctx) {
+      const { oidc } = ctx;
+      const client = oidc.client!;
+      const session = oidc.session!;
+      const grantId = oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
+      if (grantId) {
+        const existing = await oidc.provider.Grant.find(grantId);
+        if (existing && existing.accountId === session.accountId) {
+          existing.addOIDCScope(SCOPES.join(' '));
+          await existing.save();
+          return existing;
+        }
+      }
+      const grant = new oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId! });
+      grant.addOIDCScope(SCOPES.join(' '));
+      await grant.save();
+      return grant;
+    },
+    renderError: async (ctx, out) => {
+      ctx.type = 'html';
+      ctx.body = renderPage('error', 'Sign-in problem', {
+        heading: 'This sign-in request was not accepted',
+        message: describeOAuthError(out.error, out.error_description),
+        error: out.error,
+      });
+    },
+  };
+
+  /**
+   * A session is only a shortcut when it still holds: the identity must still be known, still
+   * allowed into this client, and an ambient identity (Tailscale) is asked afresh every time, so a
+   * device removed from the tailnet loses access at once rather than when a session expires.
+   */
+  function loginPolicy() {
+    const { Check, base } = interactionPolicy;
+    const policy = base();
+    policy.get('login')!.checks.add(new Check('identity_recheck', 'the identity must be verified again for this client', (ctx: KoaContextWithOIDC) => {
+      const { oidc } = ctx;
+      if (oidc.result?.login || !oidc.session?.accountId) return Check.NO_NEED_TO_PROMPT;
+      const account = accounts.find(oidc.session.accountId);
+      const client = clients.get(oidc.client!.clientId);
+      if (!account || !client || !mayUseClient(account, client) || ambientSources.has(account.identity.source)) {
+        return Check.REQUEST_PROMPT;
+      }
+      return Check.NO_NEED_TO_PROMPT;
+    }));
+    return policy;
+  }
+
+  async function logoutSource(ctx: KoaContextWithOIDC, form: string) {
+    ctx.type = 'html';
+    ctx.body = renderPage('logout', 'Sign out', {
+      client: ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId ?? 'this site',
+      // oidc-provider's own form: a hidden xsrf input, posting to its end_session endpoint.
+      form: new Html(form),
+    });
+  }
+
+  async function postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
+    ctx.type = 'html';
+    ctx.body = renderPage('message', 'Signed out', { heading: 'You are signed out', message: 'You can close this tab.' });
+  }
+
+  const provider = new Provider(config.issuer, configuration);
+  // The issuer is the only source of truth for our own URLs (see pinToIssuer in server.ts),
+  // so the forwarded headers this trusts are ones guestlist set itself.
+  provider.proxy = true;
+
+  provider.on('server_error', (ctx, err) => log('error', 'server error', { path: ctx.path, err: err.message, stack: err.stack }));
+  const logOAuthError = (event: string) => (ctx: KoaContextWithOIDC, err: Error & { error?: string; error_description?: string; error_detail?: string }) => {
+    log('warn', event, {
+      client_id: ctx.oidc?.client?.clientId,
+      error: err.error ?? err.message,
+      error_description: err.error_description,
+      error_detail: err.error_detail,
+    });
+  };
+  provider.on('authorization.error', logOAuthError('authorization.error'));
+  provider.on('grant.error', logOAuthError('grant.error'));
+  provider.on('userinfo.error', logOAuthError('userinfo.error'));
+  provider.on('end_session.error', logOAuthError('end_session.error'));
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
+    log('info', 'token issued', { client_id: ctx.oidc.client?.clientId, sub: ctx.oidc.account?.accountId });
+  });
+  return provider;
+}
+
+/** Validate every client now: oidc-provider would otherwise only notice at its first login. */
+export async function checkClients(provider: Provider, config: Config): Promise<void> {
+  for (const c of config.clients) await provider.Client.find(c.client_id);
+}
+
+function describeOAuthError(error: string, description?: string): string {
+  switch (error) {
+    case 'invalid_redirect_uri':
+      return 'The app asked to send you back to an address that is not registered for it, so guestlist stopped here. Whoever set up the app should add that redirect URI to guestlist\'s config.';
+    case 'invalid_client':
+      return 'The app that sent you here is not known to guestlist. Whoever set up the app should check its client ID.';
+    case 'invalid_request':
+      return `The app sent an incomplete or malformed sign-in request${description ? ` (${description})` : ''}.`;
+    default:
+      return description ? `${description}.` : 'Something about this sign-in request was not right. Go back to the app and try again.';
+  }
+}

@@ -1,0 +1,36 @@
+import { Refusal, type AmbientSource, type Identity, type Peer } from './source.ts';
+import { isLoopback } from './tailscale.ts';
+
+// Only for the built-in demo (`npm start` with no config): there is no config key that turns it
+// on, and it refuses anyone who is not on this very machine.
+
+export const SAMPLE_USER: Identity = {
+  source: 'demo',
+  id: 'ada',
+  login: 'ada@example.com',
+  name: 'Ada Lovelace (sample user)',
+  email: 'ada@example.com',
+  emailVerified: true,
+};
+
+/** The local tailscaled when it knows the peer, else the sample user; localhost only. */
+export function demoSource(tailscale?: AmbientSource): AmbientSource {
+  return {
+    name: 'demo',
+    async identify(peer: Peer): Promise<Identity> {
+      if (!isLoopback(peer.address)) {
+        throw new Refusal('not-allowed', 'The demo only works on this machine',
+          'This is guestlist\'s built-in demo, which signs in a sample user for visitors on localhost only.');
+      }
+      if (tailscale) {
+        try {
+          return await tailscale.identify(peer);
+        } catch (err) {
+          if (!(err instanceof Refusal)) throw err;
+          if (err.reason === 'tagged-device') throw err;
+        }
+      }
+      return SAMPLE_USER;
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+// The seam between "who is this person?" and OpenID Connect. A source turns what it verified
+// itself (tailscaled's whois, plex.tv) into an Identity, or refuses with a reason a person can
+// read. Sources know nothing of OAuth, clients or sessions; the interaction routes own those.
+
+export interface Identity {
+  /** Which source vouched for this person; it namespaces `sub`. */
+  source: string;
+  /** The source's stable, never-reused id for the person (a Tailscale user id, a Plex account id). */
+  id: string;
+  /** The person's login at the source (e.g. alice@example.com, alice@github, a Plex username). */
+  login: string;
+  name?: string;
+  email?: string;
+  emailVerified: boolean;
+  picture?: string;
+  /** Extra names a config's groups may list the person by (a device's tags, for instance). */
+  aliases?: string[];
+}
+
+/** The network facts of the request being signed in: the TCP peer, never a forwarded header. */
+export interface Peer {
+  address: string;
+  port: number;
+  headers: IncomingHttpHeaders;
+}
+
+export type RefusalReason =
+  | 'not-on-tailnet'
+  | 'tagged-device'
+  | 'source-unavailable'
+  | 'not-allowed';
+
+/** A sign-in that cannot happen, with the words to tell the person why and the HTTP status. */
+export class Refusal extends Error {
+  readonly reason: RefusalReason;
+  readonly status: number;
+  readonly title: string;
+  constructor(reason: RefusalReason, title: string, message: string) {
+    super(message);
+    this.name = 'Refusal';
+    this.reason = reason;
+    this.title = title;
+    this.status = reason === 'source-unavailable' ? 503 : 403;
+  }
+}
+
+/** A source that recognises the person from the connection itself: no page, nothing to click. */
+export interface AmbientSource {
+  readonly name: string;
+  /** Resolve the person behind this peer, or throw a Refusal. */
+  identify(peer: Peer): Promise<Identity>;
+}
+
+export type IdentitySource = AmbientSource;

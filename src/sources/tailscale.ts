@@ -1,0 +1,96 @@
+import type { TailscaleConfig } from '../config.ts';
+import { decodeRfc2047 } from '../rfc2047.ts';
+import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from '../tailscaled.ts';
+import { Refusal, type AmbientSource, type Identity, type Peer } from './source.ts';
+
+// Zero-click sign-in for people on the tailnet: tailscaled already knows which user owns the
+// device at the other end of the TCP connection, so we ask it (whois) and never show a page.
+
+export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000): AmbientSource {
+  return {
+    name: 'tailscale',
+    async identify(peer: Peer): Promise<Identity> {
+      if (config.serve_headers && isLoopback(peer.address)) {
+        const fromHeaders = identityFromServeHeaders(peer);
+        if (fromHeaders) return fromHeaders;
+      }
+      let who: WhoisResponse | undefined;
+      try {
+        who = await whois(config.socket, whoisAddress(peer.address, peer.port), whoisTimeoutMs);
+      } catch (err) {
+        if (!(err instanceof TailscaledUnavailable)) throw err;
+        throw new Refusal('source-unavailable', 'Tailscale is not answering',
+          'guestlist could not ask Tailscale who you are, so it cannot sign you in right now. Try again in a minute; if this keeps happening, tell whoever runs this site.');
+      }
+      if (!who) {
+        throw new Refusal('not-on-tailnet', 'You are not on the tailnet',
+          'Sign-in here works only from a device connected to this Tailscale network. Connect Tailscale on this device and try again.');
+      }
+      return identityFromWhois(who, config.allow_tagged);
+    },
+  };
+}
+
+export function identityFromWhois(who: WhoisResponse, allowTagged: boolean): Identity {
+  const tags = who.Node.Tags ?? [];
+  if (tags.length > 0) {
+    // All tagged devices share one pseudo-user ("tagged-devices"): a tagged device is a
+    // machine, not a person, so it may only sign in when the owner allows it, as itself.
+    if (!allowTagged) {
+      throw new Refusal('tagged-device', 'This device is tagged',
+        'This device is a tagged Tailscale device, which belongs to the tailnet rather than to a person, so it cannot sign in here.');
+    }
+    const host = who.Node.ComputedName || who.Node.Hostinfo?.Hostname || who.Node.Name.split('.')[0] || who.Node.StableID;
+    return { source: 'tailscale', id: `node:${who.Node.StableID}`, login: host, name: host, emailVerified: false, aliases: tags };
+  }
+  const user = who.UserProfile;
+  const email = looksLikeEmail(user.LoginName) ? user.LoginName : undefined;
+  return {
+    source: 'tailscale',
+    id: user.ID,
+    login: user.LoginName,
+    ...(user.DisplayName ? { name: user.DisplayName } : {}),
+    ...(email ? { email } : {}),
+    // The login name is the address the person proved to Tailscale's identity provider when
+    // they joined; "alice@github" and "bob@passkey" are not addresses and are not claimed.
+    emailVerified: email !== undefined,
+    ...(user.ProfilePicURL ? { picture: user.ProfilePicURL } : {}),
+  };
+}
+
+/**
+ * Identity from the headers `tailscale serve` adds. Serve strips any the client sent, but only
+ * on its own path: anyone who reaches our port another way could forge them, so they count only
+ * when the TCP peer is loopback (where Serve connects from). Serve does not pass the numeric user
+ * id, so the login name is the id here.
+ */
+function identityFromServeHeaders(peer: Peer): Identity | undefined {
+  const header = (name: string) => {
+    const v = peer.headers[name];
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  if (header('tailscale-funnel-request')) return undefined; // public Funnel traffic: no identity
+  const loginRaw = header('tailscale-user-login');
+  if (!loginRaw) return undefined;
+  const login = decodeRfc2047(loginRaw);
+  const nameRaw = header('tailscale-user-name');
+  const picture = header('tailscale-user-profile-pic');
+  const email = looksLikeEmail(login) ? login : undefined;
+  return {
+    source: 'tailscale',
+    id: login,
+    login,
+    ...(nameRaw ? { name: decodeRfc2047(nameRaw) } : {}),
+    ...(email ? { email } : {}),
+    emailVerified: email !== undefined,
+    ...(picture && /^https:\/\//.test(picture) ? { picture } : {}),
+  };
+}
+
+function looksLikeEmail(login: string): boolean {
+  return /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(login);
+}
+
+export function isLoopback(address: string): boolean {
+  return address === '::1' || /^(::ffff:)?127\.\d+\.\d+\.\d+$/i.test(address);
+}

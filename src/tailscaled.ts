@@ -1,0 +1,116 @@
+import { request } from 'node:http';
+import { isIPv4, isIPv6 } from 'node:net';
+
+// A client for the one tailscaled LocalAPI call guestlist needs: whois. It speaks exactly what
+// tailscaled expects (see shared/reference/tailscale-localapi.md): HTTP/1.1 over the unix
+// socket, `Host: local-tailscaled.sock` (Node would send "localhost", which tailscaled refuses),
+// no Origin or Referer, and the address as `ip:port` with IPv6 in brackets.
+
+export interface WhoisResponse {
+  Node: {
+    ID: string;
+    StableID: string;
+    Name: string;
+    ComputedName?: string;
+    Tags?: string[];
+    Hostinfo?: { Hostname?: string; ShareeNode?: boolean };
+  };
+  UserProfile: {
+    /** Decimal string: Tailscale user ids can exceed 2^53 and must survive exactly. */
+    ID: string;
+    LoginName: string;
+    DisplayName?: string;
+    ProfilePicURL?: string;
+  };
+}
+
+/** tailscaled could not be asked, or gave an answer that is not a whois response. */
+export class TailscaledUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TailscaledUnavailable';
+  }
+}
+
+/** The `addr` tailscaled wants for a TCP peer: IPv4-mapped IPv6 unmapped, IPv6 bracketed. */
+export function whoisAddress(address: string, port: number): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  const ip = mapped?.[1] ?? address;
+  if (isIPv6(ip)) return port ? `[${ip}]:${port}` : ip;
+  if (isIPv4(ip)) return port ? `${ip}:${port}` : ip;
+  throw new TypeError(`not an IP address: ${JSON.stringify(address)}`);
+}
+
+const MAX_RESPONSE_BYTES = 256 * 1024;
+const ID_KEYS = new Set(['ID', 'User', 'Sharer']);
+
+/**
+ * Ask tailscaled who is behind `addr`. Resolves to undefined when tailscaled knows no such peer
+ * (its 404 "no match for IP:port"), and throws TailscaledUnavailable for anything else that fails.
+ */
+export function whois(socketPath: string, addr: string, timeoutMs = 3000): Promise<WhoisResponse | undefined> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        socketPath,
+        method: 'GET',
+        path: `/localapi/v0/whois?addr=${encodeURIComponent(addr)}`,
+        headers: { Host: 'local-tailscaled.sock' },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy(new TailscaledUnavailable('tailscaled sent an oversized whois response'));
+          } else chunks.push(chunk);
+        });
+        res.on('error', () => {}); // surfaced through req's error
+        res.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode === 404 && /no match/i.test(body)) return resolve(undefined);
+          if (res.statusCode !== 200) {
+            return reject(new TailscaledUnavailable(`tailscaled answered whois with HTTP ${res.statusCode}: ${body.trim().slice(0, 200)}`));
+          }
+          try {
+            resolve(parseWhois(body));
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new TailscaledUnavailable(`tailscaled did not answer whois within ${timeoutMs} ms`)));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof TailscaledUnavailable) return reject(err);
+      const why = err.code === 'ENOENT' ? 'no socket there (is tailscaled running?)'
+        : err.code === 'ECONNREFUSED' ? 'connection refused (is tailscaled running?)'
+        : err.code === 'EACCES' ? 'permission denied'
+        : err.message;
+      reject(new TailscaledUnavailable(`cannot reach tailscaled at ${socketPath}: ${why}`));
+    });
+    req.end();
+  });
+}
+
+export function parseWhois(body: string): WhoisResponse {
+  let value: unknown;
+  try {
+    // The reviver's third argument (Node 22+) carries the literal source text, so ids larger
+    // than 2^53 keep every digit instead of being rounded by the float conversion.
+    value = JSON.parse(body, (key: string, v: unknown, context?: { source?: string }) =>
+      ID_KEYS.has(key) && typeof v === 'number' && context?.source ? context.source : v);
+  } catch {
+    throw new TailscaledUnavailable('tailscaled answered whois with something that is not JSON');
+  }
+  const r = value as Partial<WhoisResponse> | null;
+  const user = r?.UserProfile;
+  const node = r?.Node;
+  if (!user || !node || typeof user.ID !== 'string' || typeof user.LoginName !== 'string'
+    || typeof node.StableID !== 'string' || (node.Tags !== undefined && !Array.isArray(node.Tags))) {
+    throw new TailscaledUnavailable('tailscaled answered whois without the expected Node and UserProfile');
+  }
+  return r as WhoisResponse;
+}
