@@ -36,13 +36,13 @@ export interface LruStorage {
   purgeStale(): void;
 }
 
-export function createLruStorage(bounds: Record<string, ModelBound> = MODEL_BOUNDS): LruStorage {
+export function createLruStorage(bounds: Record<string, ModelBound> = MODEL_BOUNDS, clock?: { now(): number }): LruStorage {
   const stores = new Map<string, LRUCache<string, string>>();
   const storeFor = (model: string) => {
     let store = stores.get(model);
     if (!store) {
       const { max, maxBytes } = bounds[model] ?? OTHER_MODEL;
-      store = new LRUCache<string, string>({ max, maxSize: maxBytes, sizeCalculation: (v, k) => v.length + k.length });
+      store = new LRUCache<string, string>({ max, maxSize: maxBytes, sizeCalculation: (v, k) => v.length + k.length, ...(clock ? { perf: clock } : {}) });
       stores.set(model, store);
     }
     return store;

@@ -65,10 +65,14 @@ export function parseConfig(text: string, env: Env = process.env, source = 'conf
   if (doc.errors.length > 0) {
     throw new ConfigError(source, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   }
+  const envProblems: string[] = [];
+  const raw = substituteEnv(doc.toJS(), '', env, envProblems);
   const problems: string[] = [];
-  const raw = substituteEnv(doc.toJS(), '', env, problems);
   const config = validate(raw, env, problems);
-  if (problems.length > 0 || !config) throw new ConfigError(source, problems);
+  // A value whose variable is unset is reported once, for the variable, not again as empty.
+  const unset = new Set(envProblems.map((p) => p.slice(0, p.indexOf(': '))));
+  const all = [...envProblems, ...problems.filter((p) => !unset.has(p.slice(0, p.indexOf(': '))))];
+  if (all.length > 0 || !config) throw new ConfigError(source, all);
   return config;
 }
 

@@ -1,0 +1,246 @@
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
+import { createServer, createConnection, type Socket } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as client from 'openid-client';
+import type { Config, ClientConfig, TailscaleConfig } from '../src/config.ts';
+import { startServer, type RunningServer } from '../src/server.ts';
+import { ALICE, FakeTailscaled, type FakeDevice } from './fakes/tailscaled.ts';
+
+export const HEADSCALE: ClientConfig = {
+  client_id: 'headscale',
+  client_secret: 'hs-secret-0123456789abcdef',
+  redirect_uris: ['https://headscale.example.test/oidc/callback'],
+  post_logout_redirect_uris: [],
+  name: 'Headscale',
+  require_pkce: false,
+};
+
+export const CLOUDFLARE: ClientConfig = {
+  client_id: 'cloudflare-access',
+  client_secret: 'cf-secret-0123456789abcdef',
+  redirect_uris: ['https://team.cloudflareaccess.com/cdn-cgi/access/callback'],
+  post_logout_redirect_uris: [],
+  name: 'Cloudflare Access',
+  require_pkce: true,
+};
+
+export const ADMINS_ONLY: ClientConfig = {
+  client_id: 'grafana',
+  client_secret: 'grafana-secret-0123456789',
+  redirect_uris: ['https://grafana.example.test/login/generic_oauth'],
+  post_logout_redirect_uris: [],
+  name: 'Grafana',
+  require_pkce: false,
+  allowed_groups: ['admins'],
+};
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+export async function tempDir(prefix = 'guestlist-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export interface TestEnv {
+  issuer: string;
+  server: RunningServer;
+  tailscaled: FakeTailscaled;
+  dataDir: string;
+  logs: Record<string, unknown>[];
+  config: Config;
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface TestEnvOptions {
+  tailscale?: Partial<TailscaleConfig>;
+  clients?: ClientConfig[];
+  groups?: Record<string, string[]>;
+  issuer?: string;
+  whoisTimeoutMs?: number;
+  listenHost?: string;
+}
+
+/** guestlist on loopback with a fake tailscaled on a unix socket, both in a fresh temp dir. */
+export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEnv> {
+  const dir = await tempDir();
+  const tailscaled = await new FakeTailscaled(join(dir, 'tailscaled.sock')).start();
+  const port = await freePort();
+  const config: Config = {
+    issuer: options.issuer ?? `http://127.0.0.1:${port}`,
+    listen: { host: options.listenHost ?? '127.0.0.1', port },
+    data_dir: join(dir, 'data'),
+    clients: options.clients ?? [HEADSCALE, CLOUDFLARE, ADMINS_ONLY],
+    groups: options.groups ?? { admins: ['alice@example.com'], family: ['bob@github'] },
+    tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false, ...options.tailscale },
+    demo: false,
+  };
+  const logs: Record<string, unknown>[] = [];
+  const start = () => startServer(config, {
+    log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
+    whoisTimeoutMs: options.whoisTimeoutMs ?? 1000,
+  });
+  const env: TestEnv = {
+    issuer: config.issuer,
+    server: await start(),
+    tailscaled,
+    dataDir: config.data_dir,
+    logs,
+    config,
+    async restart() {
+      await env.server.close();
+      env.server = await start();
+    },
+    async close() {
+      await env.server.close();
+      await tailscaled.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return env;
+}
+
+export interface BrowserResult {
+  /** Set when the walk left guestlist: the relying party's redirect_uri with code or error. */
+  redirectedTo?: URL;
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+  /** Every URL visited on guestlist's side. */
+  visited: string[];
+}
+
+interface Cookie { name: string; value: string; path: string }
+
+/**
+ * A minimal browser: keeps cookies (by path), follows redirects within guestlist, stops when
+ * sent anywhere else. Each of its TCP connections is announced to the fake tailscaled as a
+ * connection proxied from `device`, as userspace-networking tailscaled does; with `null`,
+ * it is a stranger that tailscaled does not know.
+ */
+export class Browser {
+  private cookies: Cookie[] = [];
+  private readonly agent: Agent;
+  private readonly env: { server: RunningServer; issuer: string; tailscaled?: FakeTailscaled };
+  constructor(env: { server: RunningServer; issuer: string; tailscaled?: FakeTailscaled }, device: FakeDevice | null = ALICE) {
+    this.env = env;
+    const tailscaled = env.tailscaled;
+    const agent = new Agent({ keepAlive: false });
+    (agent as unknown as { createConnection: (o: object, cb: unknown) => Socket }).createConnection = (opts: object) => {
+      const socket = createConnection(opts as unknown as Parameters<typeof createConnection>[0]);
+      socket.once('connect', () => {
+        if (device && tailscaled) tailscaled.mapProxiedConnection(socket.localAddress!, socket.localPort!, device);
+      });
+      return socket;
+    };
+    this.agent = agent;
+  }
+
+  /** Walk from `start` (a URL on guestlist) until guestlist answers with a page or sends us away. */
+  async walk(start: string | URL, extraHeaders: Record<string, string> = {}): Promise<BrowserResult> {
+    const issuerOrigin = new URL(this.env.issuer).origin;
+    let url = new URL(start);
+    const visited: string[] = [];
+    for (let hop = 0; hop < 10; hop++) {
+      visited.push(url.href);
+      const res = await this.get(url, extraHeaders);
+      const location = res.headers.location;
+      if (res.status >= 300 && res.status < 400 && location) {
+        const next = new URL(location, url);
+        if (next.origin !== issuerOrigin) return { ...res, redirectedTo: next, visited };
+        url = next;
+        continue;
+      }
+      return { ...res, visited };
+    }
+    throw new Error(`too many redirects: ${visited.join(' -> ')}`);
+  }
+
+  async get(url: URL, extraHeaders: Record<string, string> = {}): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+    // Requests go to where the server listens; the URL's host (the issuer) goes in Host.
+    const target = new URL(this.env.server.url);
+    const cookie = this.cookies.filter((c) => url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`))
+      .map((c) => `${c.name}=${c.value}`).join('; ');
+    return new Promise((resolve, reject) => {
+      const req = request({
+        host: target.hostname.replace(/^\[|\]$/g, ''),
+        port: target.port,
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        agent: this.agent,
+        headers: { host: url.host, accept: 'text/html', ...(cookie ? { cookie } : {}), ...extraHeaders },
+      }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          this.store(res.headers['set-cookie'] ?? []);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+        });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  private store(setCookies: string[]): void {
+    for (const line of setCookies) {
+      const [pair, ...attrs] = line.split(';').map((s) => s.trim());
+      const eq = pair!.indexOf('=');
+      const name = pair!.slice(0, eq);
+      const value = pair!.slice(eq + 1);
+      const path = attrs.find((a) => /^path=/i.test(a))?.slice(5) ?? '/';
+      const expired = attrs.some((a) => /^expires=/i.test(a) && Date.parse(a.slice(8)) < Date.now()) || attrs.some((a) => /^max-age=0$/i.test(a));
+      this.cookies = this.cookies.filter((c) => !(c.name === name && c.path === path));
+      if (!expired && value !== '') this.cookies.push({ name, value, path });
+    }
+  }
+}
+
+export interface LoginOptions {
+  client?: ClientConfig;
+  /** null: a peer tailscaled does not know. */
+  device?: FakeDevice | null;
+  auth?: 'basic' | 'post';
+  scope?: string;
+  pkce?: boolean;
+  browser?: Browser;
+}
+
+export async function discover(env: { issuer: string }, c: ClientConfig, auth: 'basic' | 'post' = 'basic'): Promise<client.Configuration> {
+  return client.discovery(new URL(env.issuer), c.client_id, c.client_secret,
+    auth === 'basic' ? client.ClientSecretBasic(c.client_secret) : client.ClientSecretPost(c.client_secret),
+    { execute: [client.allowInsecureRequests] });
+}
+
+/** A relying party's whole login with openid-client: authorize, the browser's walk, code exchange. */
+export async function login(env: TestEnv, options: LoginOptions = {}) {
+  const c = options.client ?? HEADSCALE;
+  const config = await discover(env, c, options.auth);
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const authUrl = client.buildAuthorizationUrl(config, {
+    redirect_uri: c.redirect_uris[0]!,
+    scope: options.scope ?? 'openid email profile',
+    state,
+    nonce,
+    ...(options.pkce === false ? {} : { code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' }),
+  });
+  const browser = options.browser ?? new Browser(env, options.device === undefined ? ALICE : options.device);
+  const walk = await browser.walk(authUrl);
+  if (!walk.redirectedTo || walk.redirectedTo.searchParams.has('error')) return { walk, config };
+  const tokens = await client.authorizationCodeGrant(config, walk.redirectedTo, {
+    expectedState: state,
+    expectedNonce: nonce,
+    ...(options.pkce === false ? {} : { pkceCodeVerifier: verifier }),
+  });
+  return { walk, config, tokens, verifier, callback: walk.redirectedTo };
+}

@@ -1,0 +1,267 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import * as client from 'openid-client';
+import { ALICE, BOB_GITHUB, CI_RUNNER_TAGGED } from './fakes/tailscaled.ts';
+import { ADMINS_ONLY, Browser, CLOUDFLARE, discover, HEADSCALE, login, startTestEnv, type TestEnv } from './helpers.ts';
+
+describe('zero-click Tailscale sign-in', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await startTestEnv();
+  });
+  after(() => env.close());
+
+  test('a tailnet user signs in to Headscale with no page, and the ID token verifies against JWKS', async () => {
+    const { walk, tokens, config } = await login(env, { scope: 'openid email profile' });
+    assert.ok(tokens, `expected a redirect back to the app, got HTTP ${walk.status}: ${walk.body.slice(0, 200)}`);
+    // authorize -> interaction -> resume: three hops on guestlist and not one page rendered.
+    assert.equal(walk.visited.length, 3, walk.visited.join(' -> '));
+    assert.equal(walk.redirectedTo!.origin + walk.redirectedTo!.pathname, HEADSCALE.redirect_uris[0]);
+
+    const jwks = createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri!));
+    const { payload, protectedHeader } = await jwtVerify(tokens.id_token!, jwks, { issuer: env.issuer, audience: HEADSCALE.client_id });
+    assert.equal(protectedHeader.alg, 'RS256');
+    assert.ok(protectedHeader.kid);
+    // The user id is above 2^53 and must arrive digit for digit.
+    assert.equal(payload.sub, 'tailscale:9007199254740993');
+    assert.equal(payload.email, 'alice@example.com');
+    assert.equal(payload.email_verified, true);
+    assert.equal(payload.name, 'Alice Example');
+    assert.equal(payload.preferred_username, 'alice@example.com');
+    assert.equal(payload.picture, ALICE.user.profilePic);
+    assert.deepEqual(payload.groups, ['admins']);
+    assert.ok(typeof payload.nonce === 'string' && payload.nonce.length > 0);
+
+    const userinfo = await client.fetchUserInfo(config, tokens.access_token, payload.sub as string);
+    assert.equal(userinfo.email, 'alice@example.com');
+    assert.deepEqual(userinfo.groups, ['admins']);
+  });
+
+  test('Cloudflare Access: PKCE required, client_secret_basic, every claim in the ID token', async () => {
+    const { tokens } = await login(env, { client: CLOUDFLARE, auth: 'basic', scope: 'openid email profile' });
+    assert.ok(tokens);
+    const claims = tokens.claims()!;
+    for (const claim of ['email', 'email_verified', 'name', 'preferred_username', 'picture', 'groups', 'nonce']) {
+      assert.ok(claim in claims, `ID token lacks ${claim}`);
+    }
+  });
+
+  test('client_secret_post works as well as Basic (x/oauth2 falls back to it)', async () => {
+    const { tokens } = await login(env, { auth: 'post' });
+    assert.equal(tokens?.claims()?.sub, 'tailscale:9007199254740993');
+  });
+
+  test('a client that requires PKCE refuses an authorization request without it', async () => {
+    const { walk, tokens } = await login(env, { client: CLOUDFLARE, pkce: false });
+    assert.equal(tokens, undefined);
+    assert.equal(walk.redirectedTo?.searchParams.get('error'), 'invalid_request');
+  });
+
+  test('PKCE is accepted when a client does not require it, and checked when sent', async () => {
+    const { walk, config } = await login(env, { client: HEADSCALE, pkce: true });
+    assert.ok(walk.redirectedTo);
+    // Redeem a fresh code with the wrong verifier.
+    const verifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid', state,
+      code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+    });
+    const second = await new Browser(env).walk(url);
+    await assert.rejects(
+      client.authorizationCodeGrant(config, second.redirectedTo!, { expectedState: state, pkceCodeVerifier: client.randomPKCECodeVerifier() }),
+      (err: client.ResponseBodyError) => err.error === 'invalid_grant',
+    );
+  });
+
+  test('a replayed code is refused and the tokens it produced are revoked', async () => {
+    const { tokens, config, callback, verifier } = await login(env);
+    assert.ok(tokens && callback);
+    const replay = await tokenRequest(env, HEADSCALE, { code: callback.searchParams.get('code')!, code_verifier: verifier! });
+    assert.equal(replay.status, 400);
+    assert.equal(replay.json.error, 'invalid_grant');
+    await assert.rejects(client.fetchUserInfo(config, tokens.access_token, client.skipSubjectCheck));
+  });
+
+  test('a wrong client secret gets invalid_client', async () => {
+    const { callback, verifier } = await login(env, { pkce: true }).then(async (r) => {
+      // Start a fresh login but do not redeem it, so the code is still valid.
+      const c = await discover(env, HEADSCALE);
+      const v = client.randomPKCECodeVerifier();
+      const url = client.buildAuthorizationUrl(c, { redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid', code_challenge: await client.calculatePKCECodeChallenge(v), code_challenge_method: 'S256' });
+      const walk = await new Browser(env).walk(url);
+      return { ...r, callback: walk.redirectedTo, verifier: v };
+    });
+    const res = await tokenRequest(env, { ...HEADSCALE, client_secret: 'not-the-secret-at-all' }, { code: callback!.searchParams.get('code')!, code_verifier: verifier });
+    assert.equal(res.status, 401);
+    assert.equal(res.json.error, 'invalid_client');
+  });
+
+  test('an unregistered redirect_uri gets an error page and no redirect', async () => {
+    const url = new URL(`${env.issuer}/auth`);
+    url.search = new URLSearchParams({ client_id: HEADSCALE.client_id, response_type: 'code', scope: 'openid', redirect_uri: 'https://evil.example.test/oidc/callback', state: 's', nonce: 'n' }).toString();
+    const walk = await new Browser(env).walk(url);
+    assert.equal(walk.redirectedTo, undefined);
+    assert.equal(walk.status, 400);
+    assert.match(walk.body, /not registered/);
+    assert.doesNotMatch(walk.body, /evil\.example\.test/);
+    assert.doesNotMatch(walk.body, /at .*\.js:\d+/); // no stack trace
+  });
+
+  test('a stranger tailscaled does not know gets a 403 page that says so', async () => {
+    const { walk, tokens } = await login(env, { device: null });
+    assert.equal(tokens, undefined);
+    assert.equal(walk.status, 403);
+    assert.match(walk.body, /not on the tailnet/);
+    assert.match(String(walk.headers['content-security-policy']), /default-src 'none'/);
+  });
+
+  test('a tagged device is refused with a 403 page', async () => {
+    const { walk, tokens } = await login(env, { device: CI_RUNNER_TAGGED });
+    assert.equal(tokens, undefined);
+    assert.equal(walk.status, 403);
+    assert.match(walk.body, /tagged/);
+  });
+
+  test('a person outside a client\'s allowed_groups is refused, and can go back to the app', async () => {
+    const { walk } = await login(env, { client: ADMINS_ONLY, device: BOB_GITHUB });
+    assert.equal(walk.status, 403);
+    assert.match(walk.body, /not on the guest list/);
+    // Markup in a Tailscale display name or login is shown as text, never run.
+    assert.doesNotMatch(walk.body, /<script>alert/);
+    const back = /href="([^"]+\/abort)"/.exec(walk.body)?.[1];
+    assert.ok(back);
+    const abort = await new Browser(env, BOB_GITHUB).walk(new URL(back, env.issuer));
+    // A fresh browser has no interaction cookie: the abort link is tied to the one that started.
+    assert.equal(abort.status, 400);
+  });
+
+  test('the back link on a refusal returns access_denied to the app', async () => {
+    const browser = new Browser(env, BOB_GITHUB);
+    const { walk } = await login(env, { client: ADMINS_ONLY, device: BOB_GITHUB, browser });
+    const back = /href="([^"]+\/abort)"/.exec(walk.body)![1]!;
+    const abort = await browser.walk(new URL(back, env.issuer));
+    assert.equal(abort.redirectedTo?.searchParams.get('error'), 'access_denied');
+  });
+
+  test('an SSO session does not carry someone into a client they are not allowed into', async () => {
+    const browser = new Browser(env, BOB_GITHUB);
+    const first = await login(env, { client: HEADSCALE, device: BOB_GITHUB, browser });
+    assert.ok(first.tokens);
+    const second = await login(env, { client: ADMINS_ONLY, device: BOB_GITHUB, browser });
+    assert.equal(second.tokens, undefined);
+    assert.equal(second.walk.status, 403);
+  });
+
+  test('a GitHub login is not presented as an email address', async () => {
+    const { tokens } = await login(env, { device: BOB_GITHUB, scope: 'openid email profile groups' });
+    const claims = tokens!.claims()!;
+    assert.equal(claims.email, undefined);
+    assert.equal(claims.preferred_username, 'bob@github');
+    assert.deepEqual(claims.groups, ['family']);
+  });
+
+  test('each login outcome is logged once, with no code, token or secret', async () => {
+    const before = env.logs.length;
+    const { tokens } = await login(env);
+    const lines = env.logs.slice(before);
+    assert.equal(lines.filter((l) => l.msg === 'login').length, 1);
+    const text = JSON.stringify(lines);
+    assert.ok(!text.includes(tokens!.access_token));
+    assert.ok(!text.includes(tokens!.id_token!));
+    assert.ok(!text.includes(HEADSCALE.client_secret));
+  });
+});
+
+describe('tailscaled faults fail closed', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await startTestEnv({ whoisTimeoutMs: 300 });
+  });
+  after(() => env.close());
+
+  for (const fault of ['hang', 'http-500', 'garbage'] as const) {
+    test(`tailscaled answering ${fault} gives a 503 page, not a login`, async () => {
+      env.tailscaled.fault = fault;
+      try {
+        const { walk, tokens } = await login(env);
+        assert.equal(tokens, undefined);
+        assert.equal(walk.status, 503);
+        assert.match(walk.body, /Tailscale is not answering/);
+      } finally {
+        env.tailscaled.fault = 'none';
+      }
+    });
+  }
+
+  test('tailscaled not running gives a 503 page', async () => {
+    await env.tailscaled.stop();
+    try {
+      const { walk } = await login(env);
+      assert.equal(walk.status, 503);
+      assert.match(walk.body, /try again/i);
+    } finally {
+      await env.tailscaled.start();
+    }
+  });
+});
+
+describe('tagged devices when the config allows them', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await startTestEnv({ tailscale: { allow_tagged: true }, groups: { ci: ['tag:ci'] } });
+  });
+  after(() => env.close());
+
+  test('a tagged device signs in as itself, never as the shared tagged-devices user', async () => {
+    const { tokens } = await login(env, { device: CI_RUNNER_TAGGED, scope: 'openid email profile groups' });
+    const claims = tokens!.claims()!;
+    assert.equal(claims.sub, 'tailscale:node:n123456CNTRL');
+    assert.equal(claims.preferred_username, 'ci-runner-3');
+    assert.equal(claims.email, undefined);
+    assert.deepEqual(claims.groups, ['ci']);
+  });
+});
+
+describe('keys survive a restart', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await startTestEnv();
+  });
+  after(() => env.close());
+
+  test('an ID token issued before a restart still verifies against the JWKS after it', async () => {
+    const { tokens } = await login(env);
+    const kid = decodeProtectedHeader(tokens!.id_token!).kid;
+    await env.restart();
+    const jwks = createRemoteJWKSet(new URL(`${env.issuer}/jwks`));
+    const { payload } = await jwtVerify(tokens!.id_token!, jwks, { issuer: env.issuer, audience: HEADSCALE.client_id });
+    assert.equal(payload.sub, 'tailscale:9007199254740993');
+    const after = await login(env);
+    assert.equal(decodeProtectedHeader(after.tokens!.id_token!).kid, kid);
+  });
+
+  test('the JWKS publishes kid, alg and use, and no private parts', async () => {
+    const res = await fetch(`${env.issuer}/jwks`);
+    const { keys } = await res.json() as { keys: Record<string, string>[] };
+    assert.equal(keys.length, 1);
+    const [key] = keys;
+    assert.equal(key!.alg, 'RS256');
+    assert.equal(key!.use, 'sig');
+    assert.ok(key!.kid);
+    for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi']) assert.equal(key![secret], undefined);
+  });
+});
+
+async function tokenRequest(env: TestEnv, c: { client_id: string; client_secret: string; redirect_uris: string[] }, params: { code: string; code_verifier?: string }) {
+  const res = await fetch(`${env.issuer}/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ grant_type: 'authorization_code', redirect_uri: c.redirect_uris[0]!, ...params }),
+  });
+  return { status: res.status, json: await res.json() as Record<string, string> };
+}
