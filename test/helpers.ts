@@ -64,6 +64,8 @@ export interface TestEnvOptions {
   clients?: ClientConfig[];
   groups?: Record<string, string[]>;
   issuer?: string;
+  /** Host for the default http issuer (127.0.0.1); a browser needs `localhost` for cookies to match. */
+  issuerHost?: string;
   whoisTimeoutMs?: number;
   listenHost?: string;
 }
@@ -74,7 +76,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
   const tailscaled = await new FakeTailscaled(join(dir, 'tailscaled.sock')).start();
   const port = await freePort();
   const config: Config = {
-    issuer: options.issuer ?? `http://127.0.0.1:${port}`,
+    issuer: options.issuer ?? `http://${options.issuerHost ?? '127.0.0.1'}:${port}`,
     listen: { host: options.listenHost ?? '127.0.0.1', port },
     data_dir: join(dir, 'data'),
     clients: options.clients ?? [HEADSCALE, CLOUDFLARE, ADMINS_ONLY],

@@ -126,3 +126,23 @@ async function loginWithHeaders(env: TestEnv, headers: Record<string, string>, d
   const { tokens } = await login(env, { browser, scope: 'openid email profile' });
   return tokens?.claims();
 }
+
+describe('the peer address on a dual-stack listener', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await startTestEnv({ listenHost: '::' });
+  });
+  after(() => env.close());
+
+  test('an IPv4 peer (seen as ::ffff:127.0.0.1) and an IPv6 peer ([::1]:port) are both found', async () => {
+    const port = new URL(env.server.url).port;
+    for (const host of ['127.0.0.1', '[::1]']) {
+      const via = { ...env, server: { ...env.server, url: `http://${host}:${port}` } };
+      const { tokens, walk } = await login(env, { browser: new Browser(via, ALICE) });
+      assert.equal(tokens?.claims()?.sub, 'tailscale:9007199254740993', `${host}: HTTP ${walk.status}`);
+    }
+    const addrs = env.tailscaled.requests.map((r) => new URL(r.url, 'http://x').searchParams.get('addr')!);
+    assert.ok(addrs.some((a) => /^127\.0\.0\.1:\d+$/.test(a)), addrs.join(' '));
+    assert.ok(addrs.some((a) => /^\[::1\]:\d+$/.test(a)), addrs.join(' '));
+  });
+});
