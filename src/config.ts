@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 
 /** A relying party allowed to sign people in through guestlist. */
@@ -57,7 +58,16 @@ export async function loadConfigFile(file: string, env: Env = process.env): Prom
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String((err as Error).message);
     throw new ConfigError(file, [`cannot read the config file: ${why}`]);
   }
-  return parseConfig(text, env, file);
+  const config = parseConfig(text, env, file);
+  // Relative paths mean relative to the config file, not to wherever the process was started
+  // (`npm start` always runs in the project directory).
+  const base = dirname(resolve(file));
+  const near = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  return {
+    ...config,
+    data_dir: near(config.data_dir),
+    ...(config.tailscale ? { tailscale: { ...config.tailscale, socket: near(config.tailscale.socket) } } : {}),
+  };
 }
 
 export function parseConfig(text: string, env: Env = process.env, source = 'config'): Config {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError, parseConfig } from '../src/config.ts';
+import { ConfigError, loadConfigFile, parseConfig } from '../src/config.ts';
 import { tempDir } from './helpers.ts';
 
 const VALID = `
@@ -103,6 +103,15 @@ clients:
     assert.match(problems('- just\n- a list')[0]!, /must be a mapping/);
     assert.match(problems('')[0]!, /config is empty/);
   });
+});
+
+test('relative paths in a config file are relative to the file, not to the working directory', async () => {
+  const dir = await tempDir();
+  const file = join(dir, 'guestlist.yaml');
+  await writeFile(file, VALID.replace('/var/run/tailscale/tailscaled.sock', 'run/ts.sock'));
+  const config = await loadConfigFile(file, { HEADSCALE_SECRET: 'abcdefghijklmnop0123' });
+  assert.equal(config.data_dir, join(dir, 'data'));
+  assert.equal(config.tailscale!.socket, join(dir, 'run/ts.sock'));
 });
 
 describe('guestlist check', () => {

@@ -84,18 +84,16 @@ describe('zero-click Tailscale sign-in', () => {
     await assert.rejects(client.fetchUserInfo(config, tokens.access_token, client.skipSubjectCheck));
   });
 
-  test('a wrong client secret gets invalid_client', async () => {
-    const { callback, verifier } = await login(env, { pkce: true }).then(async (r) => {
-      // Start a fresh login but do not redeem it, so the code is still valid.
-      const c = await discover(env, HEADSCALE);
-      const v = client.randomPKCECodeVerifier();
-      const url = client.buildAuthorizationUrl(c, { redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid', code_challenge: await client.calculatePKCECodeChallenge(v), code_challenge_method: 'S256' });
-      const walk = await new Browser(env).walk(url);
-      return { ...r, callback: walk.redirectedTo, verifier: v };
-    });
-    const res = await tokenRequest(env, { ...HEADSCALE, client_secret: 'not-the-secret-at-all' }, { code: callback!.searchParams.get('code')!, code_verifier: verifier });
-    assert.equal(res.status, 401);
-    assert.equal(res.json.error, 'invalid_client');
+  test('a wrong client secret gets invalid_client, and the code stays unredeemed', async () => {
+    const config = await discover(env, HEADSCALE);
+    const url = client.buildAuthorizationUrl(config, { redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid' });
+    const walk = await new Browser(env).walk(url);
+    const code = walk.redirectedTo!.searchParams.get('code')!;
+    const wrong = await tokenRequest(env, { ...HEADSCALE, client_secret: 'not-the-secret-at-all' }, { code });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.json.error, 'invalid_client');
+    const right = await tokenRequest(env, HEADSCALE, { code });
+    assert.equal(right.status, 200);
   });
 
   test('an unregistered redirect_uri gets an error page and no redirect', async () => {
@@ -160,6 +158,17 @@ describe('zero-click Tailscale sign-in', () => {
     assert.equal(claims.email, undefined);
     assert.equal(claims.preferred_username, 'bob@github');
     assert.deepEqual(claims.groups, ['family']);
+  });
+
+  test('end session asks for confirmation on a guestlist page with oidc-provider\'s form', async () => {
+    const browser = new Browser(env);
+    const { tokens } = await login(env, { browser });
+    const page = await browser.walk(`${env.issuer}/session/end?id_token_hint=${tokens!.id_token}`);
+    assert.equal(page.status, 200);
+    assert.match(page.body, /Sign out\?/);
+    assert.match(page.body, /<form id="op\.logoutForm" method="post" action="[^"]*\/session\/end\/confirm">/);
+    assert.match(page.body, /name="xsrf"/);
+    assert.match(String(page.headers['content-security-policy']), /default-src 'none'/);
   });
 
   test('each login outcome is logged once, with no code, token or secret', async () => {
