@@ -33,13 +33,14 @@ export function accountIdFor(identity: Identity): string {
   return `${identity.source}:${identity.id}`;
 }
 
-/** Groups from the config whose members list this person by email, login or alias. */
+/** Groups from the config whose members list this person by email, login or alias, and the source's own. */
 export function groupsFor(identity: Identity, groups: Record<string, string[]>): string[] {
   const names = new Set([identity.login, identity.email, ...(identity.aliases ?? [])]
     .filter((n): n is string => !!n).map((n) => n.toLowerCase()));
-  return Object.entries(groups)
+  const configured = Object.entries(groups)
     .filter(([, members]) => members.some((m) => names.has(m.toLowerCase())))
     .map(([name]) => name);
+  return [...new Set([...configured, ...(identity.groups ?? [])])];
 }
 
 export function mayUseClient(account: Account, client: ClientConfig): boolean {

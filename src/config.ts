@@ -14,6 +14,26 @@ export interface ClientConfig {
   require_pkce: boolean;
   /** When set, only members of at least one of these groups may sign in to this client. */
   allowed_groups?: string[];
+  /** Identity sources this client accepts; every configured source when unset. */
+  sources?: ('tailscale' | 'plex')[];
+}
+
+export interface PlexConfig {
+  /** machineIdentifiers of the Plex servers whose owner and share holders get in. */
+  server_ids: string[];
+  /** Shown by Plex on its approval screen and in the person's list of authorized devices. */
+  product: string;
+  api_url: string;
+  app_url: string;
+}
+
+export interface BrandingConfig {
+  title: string;
+  logo_url?: string;
+  accent_color?: string;
+  background_image?: string;
+  /** Path of an extra CSS file, served after guestlist's own. */
+  stylesheet?: string;
 }
 
 export interface TailscaleConfig {
@@ -29,6 +49,8 @@ export interface Config {
   clients: ClientConfig[];
   groups: Record<string, string[]>;
   tailscale?: TailscaleConfig;
+  plex?: PlexConfig;
+  branding: BrandingConfig;
   /** Only the built-in demo sets this; no key in a config file can. */
   demo: boolean;
 }
@@ -36,6 +58,7 @@ export interface Config {
 export const DEFAULT_TAILSCALE_SOCKET = '/var/run/tailscale/tailscaled.sock';
 export const DEFAULT_LISTEN = '127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './data';
+export const DEFAULT_BRANDING: BrandingConfig = { title: 'guestlist' };
 
 /** Every problem found in a config, each naming the key path, so one run shows them all. */
 export class ConfigError extends Error {
@@ -63,11 +86,20 @@ export async function loadConfigFile(file: string, env: Env = process.env): Prom
   // (`npm start` always runs in the project directory).
   const base = dirname(resolve(file));
   const near = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  return {
+  const resolved: Config = {
     ...config,
     data_dir: near(config.data_dir),
     ...(config.tailscale ? { tailscale: { ...config.tailscale, socket: near(config.tailscale.socket) } } : {}),
+    branding: { ...config.branding, ...(config.branding.stylesheet ? { stylesheet: near(config.branding.stylesheet) } : {}) },
   };
+  if (resolved.branding.stylesheet) {
+    try {
+      await readFile(resolved.branding.stylesheet);
+    } catch (err) {
+      throw new ConfigError(file, [`branding.stylesheet: cannot read ${resolved.branding.stylesheet}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    }
+  }
+  return resolved;
 }
 
 export function parseConfig(text: string, env: Env = process.env, source = 'config'): Config {
@@ -112,9 +144,12 @@ function substituteEnv(value: unknown, path: string, env: Env, problems: string[
   return value;
 }
 
-const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale'];
-const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups'];
+const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale', 'plex', 'branding'];
+const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups', 'sources'];
 const TAILSCALE_KEYS = ['socket', 'allow_tagged', 'serve_headers'];
+const PLEX_KEYS = ['server_id', 'server_ids', 'product', 'api_url', 'app_url'];
+const BRANDING_KEYS = ['title', 'logo_url', 'accent_color', 'background_image', 'stylesheet'];
+const SOURCES = ['tailscale', 'plex'] as const;
 
 // Cloudflare Access sends client credentials in Basic auth without URL-encoding them, and
 // oidc-provider decodes them as RFC 6749 says, so anything outside the unreserved set breaks.
@@ -135,14 +170,17 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
   const listen = validateListen(raw.listen ?? DEFAULT_LISTEN, env, problems);
   const data_dir = optionalString(raw.data_dir, 'data_dir', problems) ?? DEFAULT_DATA_DIR;
   const groups = validateGroups(raw.groups, problems);
-  const clients = validateClients(raw.clients, groups, problems);
+  const configured = SOURCES.filter((s) => raw[s] !== undefined);
+  const clients = validateClients(raw.clients, groups, configured, problems);
   const tailscale = raw.tailscale === undefined ? undefined : validateTailscale(raw.tailscale, problems);
+  const plex = raw.plex === undefined ? undefined : validatePlex(raw.plex, problems);
+  const branding = validateBranding(raw.branding, problems);
 
-  if (raw.tailscale === undefined) {
-    problems.push('no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults)');
+  if (configured.length === 0) {
+    problems.push('no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults) or a "plex:" section');
   }
   if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
-  return { issuer, listen, data_dir, clients, groups, ...(tailscale ? { tailscale } : {}), demo: false };
+  return { issuer, listen, data_dir, clients, groups, ...(tailscale ? { tailscale } : {}), ...(plex ? { plex } : {}), branding, demo: false };
 }
 
 function validateIssuer(value: unknown, problems: string[]): string | undefined {
@@ -224,7 +262,7 @@ function validateGroups(value: unknown, problems: string[]): Record<string, stri
   return groups;
 }
 
-function validateClients(value: unknown, groups: Record<string, string[]>, problems: string[]): ClientConfig[] | undefined {
+function validateClients(value: unknown, groups: Record<string, string[]>, configured: readonly string[], problems: string[]): ClientConfig[] | undefined {
   if (value === undefined) {
     problems.push('clients: missing; add at least one relying party (client_id, client_secret, redirect_uris)');
     return undefined;
@@ -266,6 +304,15 @@ function validateClients(value: unknown, groups: Record<string, string[]>, probl
         if (!(g in groups)) problems.push(`${at}.allowed_groups: group "${g}" is not defined under groups`);
       }
     }
+    let sources: ClientConfig['sources'];
+    if (c.sources !== undefined) {
+      const list = stringList(c.sources, `${at}.sources`, problems, { allowEmpty: false });
+      for (const s of list ?? []) {
+        if (!(SOURCES as readonly string[]).includes(s)) problems.push(`${at}.sources: "${s}" is not a source (use ${SOURCES.join(' or ')})`);
+        else if (!configured.includes(s)) problems.push(`${at}.sources: "${s}" is not configured: add a "${s}:" section`);
+      }
+      sources = list as ClientConfig['sources'];
+    }
     if (problems.length === before) {
       clients.push({
         client_id: id as string,
@@ -275,6 +322,7 @@ function validateClients(value: unknown, groups: Record<string, string[]>, probl
         name,
         require_pkce,
         ...(allowed_groups ? { allowed_groups } : {}),
+        ...(sources ? { sources } : {}),
       });
     }
   });
@@ -307,6 +355,74 @@ function validateTailscale(value: unknown, problems: string[]): TailscaleConfig 
     socket: optionalString(value.socket, 'tailscale.socket', problems) ?? DEFAULT_TAILSCALE_SOCKET,
     allow_tagged: optionalBoolean(value.allow_tagged, 'tailscale.allow_tagged', problems) ?? false,
     serve_headers: optionalBoolean(value.serve_headers, 'tailscale.serve_headers', problems) ?? false,
+  };
+}
+
+function validatePlex(value: unknown, problems: string[]): PlexConfig | undefined {
+  if (!isObject(value)) {
+    problems.push('plex: must be a mapping with at least server_id');
+    return undefined;
+  }
+  unknownKeys(value, PLEX_KEYS, 'plex', problems);
+  const ids: string[] = [];
+  if (value.server_id !== undefined) {
+    const id = optionalString(value.server_id, 'plex.server_id', problems);
+    if (id) ids.push(id);
+  }
+  if (value.server_ids !== undefined) ids.push(...(stringList(value.server_ids, 'plex.server_ids', problems, { allowEmpty: false }) ?? []));
+  if (value.server_id === undefined && value.server_ids === undefined) {
+    problems.push('plex.server_id: missing; set it to the machineIdentifier of the Plex server whose users may sign in (see the README)');
+  }
+  for (const id of ids) {
+    if (!/^[A-Za-z0-9-]{8,64}$/.test(id)) problems.push(`plex.server_id: "${id}" does not look like a Plex machineIdentifier (40 hex characters)`);
+  }
+  const url = (key: 'api_url' | 'app_url', fallback: string) => {
+    const v = optionalString(value[key], `plex.${key}`, problems) ?? fallback;
+    const u = URL.parse(v);
+    if (!u || (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopbackHost(u.hostname)))) {
+      problems.push(`plex.${key}: "${v}" must be an https URL`);
+    }
+    return v.replace(/\/+$/, '');
+  };
+  return {
+    server_ids: ids,
+    product: optionalString(value.product, 'plex.product', problems) ?? 'guestlist',
+    api_url: url('api_url', 'https://plex.tv'),
+    app_url: url('app_url', 'https://app.plex.tv/auth'),
+  };
+}
+
+function validateBranding(value: unknown, problems: string[]): BrandingConfig {
+  if (value === undefined || value === null) return { ...DEFAULT_BRANDING };
+  if (!isObject(value)) {
+    problems.push('branding: must be a mapping (title, logo_url, accent_color, background_image, stylesheet)');
+    return { ...DEFAULT_BRANDING };
+  }
+  unknownKeys(value, BRANDING_KEYS, 'branding', problems);
+  const httpsUrl = (key: string) => {
+    const v = optionalString(value[key], `branding.${key}`, problems);
+    if (v === undefined) return undefined;
+    const u = URL.parse(v);
+    // Only https images: pages allow img-src https: and nothing else from outside.
+    if (!u || u.protocol !== 'https:' || /["'()\\\s]/.test(v)) {
+      problems.push(`branding.${key}: "${v}" must be an https:// URL without quotes, brackets or spaces`);
+      return undefined;
+    }
+    return v;
+  };
+  const accent = optionalString(value.accent_color, 'branding.accent_color', problems);
+  if (accent !== undefined && !/^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/.test(accent)) {
+    problems.push(`branding.accent_color: "${accent}" must be a hex colour such as "#e5a00d"`);
+  }
+  const logo_url = httpsUrl('logo_url');
+  const background_image = httpsUrl('background_image');
+  const stylesheet = optionalString(value.stylesheet, 'branding.stylesheet', problems);
+  return {
+    title: optionalString(value.title, 'branding.title', problems) ?? DEFAULT_BRANDING.title,
+    ...(logo_url ? { logo_url } : {}),
+    ...(accent && /^#[0-9a-fA-F]+$/.test(accent) ? { accent_color: accent } : {}),
+    ...(background_image ? { background_image } : {}),
+    ...(stylesheet ? { stylesheet } : {}),
   };
 }
 

@@ -2,8 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { DEFAULT_DATA_DIR, DEFAULT_TAILSCALE_SOCKET, type Config } from './config.ts';
-import { escapeHtml, Html, renderPage } from './pages.ts';
+import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_TAILSCALE_SOCKET, type Config } from './config.ts';
+import { escapeHtml, Html, type Pages } from './pages.ts';
 
 // `npm start` with no config: guestlist on localhost with a built-in relying party at `/`, so a
 // newcomer can watch a whole OpenID Connect login happen and read the ID token it produced.
@@ -30,6 +30,7 @@ export function demoConfig(env: Record<string, string | undefined> = process.env
     }],
     groups: { demo: ['ada@example.com'] },
     tailscale: { socket: env.TAILSCALE_SOCKET || DEFAULT_TAILSCALE_SOCKET, allow_tagged: false, serve_headers: false },
+    branding: { ...DEFAULT_BRANDING },
     demo: true,
   };
 }
@@ -39,7 +40,7 @@ interface PendingLogin {
   verifier: string;
 }
 
-export function demoRoutes(config: Config): Middleware {
+export function demoRoutes(config: Config, pages: Pages): Middleware {
   const client = config.clients[0]!;
   const redirectUri = client.redirect_uris[0]!;
   const pending = new LRUCache<string, PendingLogin>({ max: 1000, ttl: 10 * 60_000 });
@@ -49,7 +50,7 @@ export function demoRoutes(config: Config): Middleware {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/') {
       ctx.type = 'html';
-      ctx.body = renderPage('demo', 'guestlist demo', { issuer: config.issuer, client_id: client.client_id });
+      ctx.body = pages.render('demo', 'guestlist demo', { issuer: config.issuer, client_id: client.client_id });
       return;
     }
     if (ctx.path === '/demo/start') {
@@ -81,7 +82,7 @@ export function demoRoutes(config: Config): Middleware {
     const fail = (status: number, message: string) => {
       ctx.status = status;
       ctx.type = 'html';
-      ctx.body = renderPage('message', 'Demo sign-in failed', { heading: 'The demo app could not sign you in', message });
+      ctx.body = pages.render('message', 'Demo sign-in failed', { heading: 'The demo app could not sign you in', message });
     };
     if (!login || state.length !== cookie.length || !timingSafeEqual(Buffer.from(state), Buffer.from(cookie))) {
       return fail(400, 'This callback does not match a sign-in started in this browser. Start again from the demo page.');
@@ -109,7 +110,7 @@ export function demoRoutes(config: Config): Middleware {
       .map(([k, v]) => `<tr><th scope="row">${escapeHtml(k)}</th><td><code>${escapeHtml(JSON.stringify(v))}</code></td></tr>`)
       .join('');
     ctx.type = 'html';
-    ctx.body = renderPage('demo-result', 'Signed in: guestlist demo', {
+    ctx.body = pages.render('demo-result', 'Signed in: guestlist demo', {
       name: String(payload.name ?? payload.sub),
       alg: String(header.alg),
       kid: String(header.kid),

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { BrandingConfig } from './config.ts';
 
 // Pages are plain HTML files in views/. `{{name}}` inserts a value HTML-escaped; `{{{name}}}`
-// inserts markup that this module built itself (never a value from a person or an upstream).
+// inserts markup that guestlist built itself (never a value from a person or an upstream).
 // views/layout.html wraps every page.
 
 export const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
@@ -42,9 +43,30 @@ function fill(tpl: string, values: PageValues): string {
   });
 }
 
-export function renderPage(view: string, title: string, values: PageValues = {}): string {
-  const content = fill(template(view), values);
-  return fill(template('layout'), { title, content: new Html(content), body_class: view });
+export interface Pages {
+  render(view: string, title: string, values?: PageValues): string;
+}
+
+/** Pages wearing the site's branding: its name, logo and extra stylesheets (see static.ts). */
+export function createPages(branding: BrandingConfig): Pages {
+  const head = new Html([
+    '<link rel="stylesheet" href="/branding.css">',
+    branding.stylesheet ? '<link rel="stylesheet" href="/custom.css">' : '',
+  ].join('\n'));
+  const logo = new Html(branding.logo_url ? `<img class="logo" src="${escapeHtml(branding.logo_url)}" alt="">` : '');
+  return {
+    render(view, title, values = {}) {
+      const content = fill(template(view), values);
+      return fill(template('layout'), {
+        title: title === branding.title ? title : `${title} · ${branding.title}`,
+        site: branding.title,
+        head,
+        logo,
+        content: new Html(content),
+        body_class: view,
+      });
+    },
+  };
 }
 
 /** Load every template now, so a missing view fails at start-up rather than on someone's login. */

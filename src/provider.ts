@@ -4,7 +4,7 @@ import type { LruStorage } from './adapter.ts';
 import type { ClientConfig, Config } from './config.ts';
 import type { KeyMaterial } from './keys.ts';
 import type { Logger } from './log.ts';
-import { Html, renderPage } from './pages.ts';
+import { Html, type Pages } from './pages.ts';
 
 // How guestlist configures oidc-provider, and why. The relying parties we must please:
 // Headscale (go-oidc + x/oauth2) and Cloudflare Access (generic OIDC, no discovery, no userinfo).
@@ -26,11 +26,12 @@ export interface ProviderDeps {
   storage: LruStorage;
   accounts: AccountStore;
   log: Logger;
+  pages: Pages;
   /** Names of ambient sources: a session from one of them is re-checked on every authorization. */
   ambientSources: Set<string>;
 }
 
-export function createProvider({ config, keys, storage, accounts, log, ambientSources }: ProviderDeps): Provider {
+export function createProvider({ config, keys, storage, accounts, log, pages, ambientSources }: ProviderDeps): Provider {
   const clients = new Map<string, ClientConfig>(config.clients.map((c) => [c.client_id, c]));
 
   const configuration: Configuration = {
@@ -115,7 +116,7 @@ export function createProvider({ config, keys, storage, accounts, log, ambientSo
     },
     renderError: async (ctx, out) => {
       ctx.type = 'html';
-      ctx.body = renderPage('error', 'Sign-in problem', {
+      ctx.body = pages.render('error', 'Sign-in problem', {
         heading: 'This sign-in request was not accepted',
         message: describeOAuthError(out.error, out.error_description),
         error: out.error,
@@ -146,7 +147,7 @@ export function createProvider({ config, keys, storage, accounts, log, ambientSo
 
   async function logoutSource(ctx: KoaContextWithOIDC, form: string) {
     ctx.type = 'html';
-    ctx.body = renderPage('logout', 'Sign out', {
+    ctx.body = pages.render('logout', 'Sign out', {
       client: ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId ?? 'this site',
       // oidc-provider's own form: a hidden xsrf input, posting to its end_session endpoint.
       form: new Html(form),
@@ -155,7 +156,7 @@ export function createProvider({ config, keys, storage, accounts, log, ambientSo
 
   async function postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
     ctx.type = 'html';
-    ctx.body = renderPage('message', 'Signed out', { heading: 'You are signed out', message: 'You can close this tab.' });
+    ctx.body = pages.render('message', 'Signed out', { heading: 'You are signed out', message: 'You can close this tab.' });
   }
 
   const provider = new Provider(config.issuer, configuration);

@@ -3,17 +3,16 @@ import type { Middleware } from 'koa';
 // Set on every response before oidc-provider runs, so its own HTML (the form_post page) gets the
 // same policy: it adds a hash of its one inline script to script-src itself. There is no
 // form-action: the logout and form_post forms must be able to reach the relying party.
-const CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data: https:",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
-
-export function securityHeaders(issuer: string): Middleware {
+export function securityHeaders(issuer: string, connectTo: string[] = []): Middleware {
+  const CSP = [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: https:",
+    ["connect-src 'self'", ...connectTo].join(' '),
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
   const https = issuer.startsWith('https:');
   return async (ctx, next) => {
     ctx.set('Content-Security-Policy', CSP);
@@ -21,7 +20,8 @@ export function securityHeaders(issuer: string): Middleware {
     ctx.set('X-Frame-Options', 'DENY');
     // Authorization codes travel in URLs; never hand them to another site as a Referer.
     ctx.set('Referrer-Policy', 'no-referrer');
-    ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
+    // Not plain same-origin: the Plex page must keep a handle on the plex.tv popup it opens.
+    ctx.set('Cross-Origin-Opener-Policy', 'same-origin-allow-popups');
     if (https) ctx.set('Strict-Transport-Security', 'max-age=31536000');
     return next();
   };

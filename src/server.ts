@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Middleware } from 'koa';
@@ -8,19 +10,26 @@ import { demoRoutes } from './demo.ts';
 import { interactionRoutes } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
-import { preloadViews, renderPage } from './pages.ts';
+import { brandingStyles } from './branding.ts';
+import { createPages, preloadViews, type Pages } from './pages.ts';
+import { createPinBindings } from './plex-pins.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
 import { securityHeaders } from './security-headers.ts';
 import { demoSource } from './sources/demo.ts';
 import type { AmbientSource } from './sources/source.ts';
 import { tailscaleSource } from './sources/tailscale.ts';
+import { plexSource } from './sources/plex.ts';
 import { staticFiles } from './static-files.ts';
 
 export interface ServerOptions {
   log?: Logger;
   /** How long to wait for tailscaled before failing closed. */
   whoisTimeoutMs?: number;
+  /** How long to wait for each plex.tv call before failing closed. */
+  plexTimeoutMs?: number;
 }
+
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface RunningServer {
   /** Where the server actually listens (differs from the issuer behind a proxy). */
@@ -33,24 +42,31 @@ export interface RunningServer {
 
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLogger();
-  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'demo', 'demo-result']);
+  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'demo', 'demo-result', 'plex']);
+  const pages = createPages(config.branding);
   const keys = await loadOrCreateKeys(config.data_dir, (file) => log('info', 'created a new secret file', { file }));
   const storage = createLruStorage();
   const accounts = createAccountStore(config.groups, TTL.Session);
 
   const tailscale = config.tailscale ? tailscaleSource(config.tailscale, options.whoisTimeoutMs) : undefined;
-  const sources: AmbientSource[] = config.demo ? [demoSource(tailscale)] : tailscale ? [tailscale] : [];
-  const provider = createProvider({ config, keys, storage, accounts, log, ambientSources: new Set(['tailscale', 'demo']) });
+  const ambient: AmbientSource[] = config.demo ? [demoSource(tailscale)] : tailscale ? [tailscale] : [];
+  // Plex asks apps to keep one client identifier per installation; the issuer names ours.
+  const plex = config.plex
+    ? plexSource(config.plex, `guestlist-${createHash('sha256').update(config.issuer).digest('hex').slice(0, 24)}`, VERSION, options.plexTimeoutMs)
+    : undefined;
+  const provider = createProvider({ config, keys, storage, accounts, log, pages, ambientSources: new Set(['tailscale', 'demo']) });
   await checkClients(provider, config);
 
   const clients = new Map(config.clients.map((c) => [c.client_id, c]));
-  provider.use(errorPages(log));
+  provider.use(errorPages(log, pages));
   provider.use(pinToIssuer(config.issuer));
-  provider.use(securityHeaders(config.issuer));
+  // The Plex page talks to plex.tv from the browser (to create and watch its PIN).
+  provider.use(securityHeaders(config.issuer, config.plex ? [new URL(config.plex.api_url).origin] : []));
   provider.use(healthz());
   provider.use(staticFiles());
-  provider.use(interactionRoutes({ provider, sources, accounts, clients, log }));
-  provider.use(config.demo ? demoRoutes(config) : home(config));
+  provider.use(brandingStyles(config.branding));
+  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins: createPinBindings(), accounts, clients, log, pages }));
+  provider.use(config.demo ? demoRoutes(config, pages) : home(config, pages));
 
   const server = createServer(provider.callback());
   server.keepAliveTimeout = 5_000;
@@ -99,7 +115,7 @@ function pinToIssuer(issuer: string): Middleware {
 }
 
 /** Our routes' unexpected failures become a plain page; the details go to the log only. */
-function errorPages(log: Logger): Middleware {
+function errorPages(log: Logger, pages: Pages): Middleware {
   return async (ctx, next) => {
     try {
       await next();
@@ -107,7 +123,7 @@ function errorPages(log: Logger): Middleware {
       log('error', 'unhandled error', { path: ctx.path, err: (err as Error).message, stack: (err as Error).stack });
       ctx.status = 500;
       ctx.type = 'html';
-      ctx.body = renderPage('message', 'Something went wrong', {
+      ctx.body = pages.render('message', 'Something went wrong', {
         heading: 'Something went wrong',
         message: 'guestlist hit an unexpected problem and could not finish. Try again; if it keeps happening, tell whoever runs this site.',
       });
@@ -123,11 +139,11 @@ function healthz(): Middleware {
   };
 }
 
-function home(config: Config): Middleware {
+function home(config: Config, pages: Pages): Middleware {
   return async (ctx, next) => {
     if (ctx.path !== '/' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     ctx.type = 'html';
-    ctx.body = renderPage('home', 'guestlist', {
+    ctx.body = pages.render('home', 'guestlist', {
       issuer: config.issuer,
       discovery: `${config.issuer}/.well-known/openid-configuration`,
     });

@@ -95,7 +95,7 @@ clients:
 
   test('a config with no identity source says how to add one', () => {
     const found = problems(VALID.replace(/tailscale:\n.*\n/, ''), { HEADSCALE_SECRET: 'abcdefghijklmnop0123' });
-    assert.deepEqual(found, ['no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults)']);
+    assert.deepEqual(found, ['no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults) or a "plex:" section']);
   });
 
   test('broken YAML and a non-mapping document are reported, not thrown', () => {

@@ -4,9 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as client from 'openid-client';
-import type { Config, ClientConfig, TailscaleConfig } from '../src/config.ts';
+import { DEFAULT_BRANDING, type BrandingConfig, type Config, type ClientConfig, type TailscaleConfig } from '../src/config.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { ALICE, FakeTailscaled, type FakeDevice } from './fakes/tailscaled.ts';
+import { FakePlex, SERVER_ID } from './fakes/plex.ts';
 
 export const HEADSCALE: ClientConfig = {
   client_id: 'headscale',
@@ -52,6 +53,7 @@ export interface TestEnv {
   issuer: string;
   server: RunningServer;
   tailscaled: FakeTailscaled;
+  plex: FakePlex;
   dataDir: string;
   logs: Record<string, unknown>[];
   config: Config;
@@ -60,13 +62,18 @@ export interface TestEnv {
 }
 
 export interface TestEnvOptions {
-  tailscale?: Partial<TailscaleConfig>;
+  /** null: no tailscale section at all. */
+  tailscale?: Partial<TailscaleConfig> | null;
+  /** Configure Plex sign-in against the fake plex.tv. */
+  plex?: boolean;
+  branding?: Partial<BrandingConfig>;
   clients?: ClientConfig[];
   groups?: Record<string, string[]>;
   issuer?: string;
   /** Host for the default http issuer (127.0.0.1); a browser needs `localhost` for cookies to match. */
   issuerHost?: string;
   whoisTimeoutMs?: number;
+  plexTimeoutMs?: number;
   listenHost?: string;
 }
 
@@ -74,6 +81,7 @@ export interface TestEnvOptions {
 export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEnv> {
   const dir = await tempDir();
   const tailscaled = await new FakeTailscaled(join(dir, 'tailscaled.sock')).start();
+  const plex = await new FakePlex().start();
   const port = await freePort();
   const config: Config = {
     issuer: options.issuer ?? `http://${options.issuerHost ?? '127.0.0.1'}:${port}`,
@@ -81,18 +89,22 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     data_dir: join(dir, 'data'),
     clients: options.clients ?? [HEADSCALE, CLOUDFLARE, ADMINS_ONLY],
     groups: options.groups ?? { admins: ['alice@example.com'], family: ['bob@github'] },
-    tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false, ...options.tailscale },
+    ...(options.tailscale === null ? {} : { tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false, ...options.tailscale } }),
+    ...(options.plex ? { plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth` } } : {}),
+    branding: { ...DEFAULT_BRANDING, ...options.branding },
     demo: false,
   };
   const logs: Record<string, unknown>[] = [];
   const start = () => startServer(config, {
     log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
     whoisTimeoutMs: options.whoisTimeoutMs ?? 1000,
+    plexTimeoutMs: options.plexTimeoutMs ?? 1000,
   });
   const env: TestEnv = {
     issuer: config.issuer,
     server: await start(),
     tailscaled,
+    plex,
     dataDir: config.data_dir,
     logs,
     config,
@@ -103,6 +115,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     async close() {
       await env.server.close();
       await tailscaled.stop();
+      await plex.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -17,6 +17,8 @@ export interface Identity {
   picture?: string;
   /** Extra names a config's groups may list the person by (a device's tags, for instance). */
   aliases?: string[];
+  /** Groups the source itself vouches for (membership of a shared Plex server). */
+  groups?: string[];
 }
 
 /** The network facts of the request being signed in: the TCP peer, never a forwarded header. */
@@ -30,6 +32,7 @@ export type RefusalReason =
   | 'not-on-tailnet'
   | 'tagged-device'
   | 'source-unavailable'
+  | 'expired'
   | 'not-allowed';
 
 /** A sign-in that cannot happen, with the words to tell the person why and the HTTP status. */
@@ -42,7 +45,7 @@ export class Refusal extends Error {
     this.name = 'Refusal';
     this.reason = reason;
     this.title = title;
-    this.status = reason === 'source-unavailable' ? 503 : 403;
+    this.status = reason === 'source-unavailable' ? 503 : reason === 'expired' ? 400 : 403;
   }
 }
 
@@ -53,4 +56,4 @@ export interface AmbientSource {
   identify(peer: Peer): Promise<Identity>;
 }
 
-export type IdentitySource = AmbientSource;
+export type SourceName = 'tailscale' | 'plex' | 'demo';

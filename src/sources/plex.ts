@@ -1,0 +1,142 @@
+import type { PlexConfig } from '../config.ts';
+import { Refusal, type Identity } from './source.ts';
+
+// Sign-in with a Plex account, admitted only when one of the configured Plex servers is shared
+// with it (or owned by it). The browser creates the PIN, because Plex shows a "Security Alert"
+// when the PIN was made from another IP than the person's; everything that decides who the
+// person is and whether they get in is read by this server, from plex.tv, with its own client
+// identifier: the PIN, the account, and the account's resources. Nothing the browser says about
+// a token, an id or a verdict is used. The Plex token is used for two calls and dropped.
+
+export type PinState =
+  | { state: 'pending'; expiresAt: number }
+  | { state: 'approved'; token: string }
+  | { state: 'expired' };
+
+export interface PlexSource {
+  readonly name: 'plex';
+  readonly clientIdentifier: string;
+  readonly config: PlexConfig;
+  /** Read a PIN from plex.tv; one that belongs to another client identifier counts as expired. */
+  readPin(pinId: number): Promise<PinState>;
+  /** The account behind an approved PIN's token, if a configured server is shared with it. */
+  identify(token: string): Promise<Identity>;
+}
+
+interface PlexUser {
+  id: number;
+  uuid?: string;
+  username?: string;
+  title?: string;
+  friendlyName?: string;
+  email?: string;
+  thumb?: string;
+  confirmed?: boolean;
+}
+
+interface PlexResource {
+  clientIdentifier?: string;
+  provides?: string;
+  owned?: boolean;
+  name?: string;
+}
+
+/** plex.tv did not answer usefully: fail closed, and say so differently from "not allowed". */
+export class PlexUnavailable extends Refusal {
+  /** For the log: what failed. */
+  readonly detail: string;
+  constructor(detail: string) {
+    super('source-unavailable', 'Plex is not answering',
+      'guestlist could not check your Plex account with plex.tv just now, so it cannot sign you in. Try again in a minute.');
+    this.detail = detail;
+  }
+}
+
+export function plexSource(config: PlexConfig, clientIdentifier: string, version: string, timeoutMs = 5000): PlexSource {
+  const headers = (token?: string): Record<string, string> => ({
+    Accept: 'application/json',
+    'X-Plex-Product': config.product,
+    'X-Plex-Version': version,
+    'X-Plex-Client-Identifier': clientIdentifier,
+    // The token goes in a header, never the query string, so no proxy or log records it.
+    ...(token ? { 'X-Plex-Token': token } : {}),
+  });
+
+  async function call(path: string, token?: string): Promise<{ status: number; body: unknown }> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, config.api_url), { headers: headers(token), signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
+    } catch (err) {
+      const why = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err as Error).message;
+      throw new PlexUnavailable(`${path}: ${why}`);
+    }
+    const text = await res.text().catch(() => '');
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      body = undefined;
+    }
+    return { status: res.status, body };
+  }
+
+  return {
+    name: 'plex',
+    clientIdentifier,
+    config,
+
+    async readPin(pinId) {
+      const { status, body } = await call(`/api/v2/pins/${pinId}`);
+      if (status === 404) return { state: 'expired' };
+      if (status !== 200 || !isObject(body)) throw new PlexUnavailable(`GET /api/v2/pins/${pinId}: HTTP ${status}`);
+      // plex.tv answers 404 for another client's PIN; check anyway, this is the one thing that
+      // ties a PIN to this guestlist.
+      if (body.clientIdentifier !== undefined && body.clientIdentifier !== clientIdentifier) return { state: 'expired' };
+      const expiresAt = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) : NaN;
+      if (typeof body.authToken === 'string' && body.authToken !== '') return { state: 'approved', token: body.authToken };
+      if (Number.isFinite(expiresAt) && expiresAt <= Date.now()) return { state: 'expired' };
+      return { state: 'pending', expiresAt: Number.isFinite(expiresAt) ? expiresAt : Date.now() + 15 * 60_000 };
+    },
+
+    async identify(token) {
+      const user = await call('/api/v2/user', token);
+      if (user.status === 401) {
+        throw new Refusal('source-unavailable', 'Plex did not confirm your sign-in',
+          'plex.tv did not accept the sign-in it had just approved. Start again; if it keeps happening, sign out of Plex and back in.');
+      }
+      if (user.status !== 200 || !isObject(user.body) || typeof user.body.id !== 'number') {
+        throw new PlexUnavailable(`GET /api/v2/user: HTTP ${user.status}`);
+      }
+      const account = user.body as unknown as PlexUser;
+      const resources = await call('/api/v2/resources?includeHttps=1', token);
+      if (resources.status !== 200 || !Array.isArray(resources.body)) {
+        throw new PlexUnavailable(`GET /api/v2/resources: HTTP ${resources.status}`);
+      }
+      const servers = (resources.body as PlexResource[]).filter((r) =>
+        isObject(r) && typeof r.provides === 'string' && r.provides.split(',').map((p) => p.trim()).includes('server')
+        && typeof r.clientIdentifier === 'string' && config.server_ids.includes(r.clientIdentifier));
+      const login = account.username || account.title || String(account.id);
+      if (servers.length === 0) {
+        throw new Refusal('not-allowed', 'You are not on the guest list',
+          `You signed in to Plex as ${login}, but the Plex server this site is for is not shared with that account. Ask its owner to share it with you, then try again.`);
+      }
+      const groups = ['plex', ...servers.map((s) => `plex:${s.clientIdentifier}`)];
+      if (servers.some((s) => s.owned === true)) groups.push('plex-owner');
+      return {
+        source: 'plex',
+        id: String(account.id),
+        login,
+        ...(account.friendlyName || account.title ? { name: account.friendlyName || account.title } : {}),
+        ...(account.email ? { email: account.email } : {}),
+        // Plex marks an account `confirmed` once its owner has confirmed the email address.
+        emailVerified: !!account.email && account.confirmed === true,
+        ...(account.thumb && /^https:\/\//.test(account.thumb) ? { picture: account.thumb } : {}),
+        groups: [...new Set(groups)],
+      };
+    },
+  };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
