@@ -178,7 +178,21 @@ export class Browser {
     throw new Error(`too many redirects: ${visited.join(' -> ')}`);
   }
 
-  async get(url: URL, extraHeaders: Record<string, string> = {}): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  /** POST as a page would (same-origin fetch or form), then follow any redirect like walk(). */
+  async post(url: string | URL, body: string, contentType: string): Promise<BrowserResult> {
+    const target = new URL(url, this.env.issuer);
+    const res = await this.get(target, { 'content-type': contentType, origin: new URL(this.env.issuer).origin }, 'POST', body);
+    const location = res.headers.location;
+    if (res.status >= 300 && res.status < 400 && location) {
+      const next = new URL(location, target);
+      if (next.origin !== new URL(this.env.issuer).origin) return { ...res, redirectedTo: next, visited: [target.href] };
+      const walk = await this.walk(next);
+      return { ...walk, visited: [target.href, ...walk.visited] };
+    }
+    return { ...res, visited: [target.href] };
+  }
+
+  async get(url: URL, extraHeaders: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
     // Requests go to where the server listens; the URL's host (the issuer) goes in Host.
     const target = new URL(this.env.server.url);
     const cookie = this.cookies.filter((c) => url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`))
@@ -188,7 +202,7 @@ export class Browser {
         host: target.hostname.replace(/^\[|\]$/g, ''),
         port: target.port,
         path: `${url.pathname}${url.search}`,
-        method: 'GET',
+        method,
         agent: this.agent,
         headers: { host: url.host, accept: 'text/html', ...(cookie ? { cookie } : {}), ...extraHeaders },
       }, (res) => {
@@ -201,7 +215,7 @@ export class Browser {
         });
       });
       req.on('error', reject);
-      req.end();
+      req.end(body);
     });
   }
 

@@ -204,7 +204,7 @@ export class FakePlex {
   private approvalPage(res: ServerResponse): void {
     const buttons = Object.keys(PLEX_USERS).map((u) => `<button data-user="${u}">Approve as ${u}</button>`).join('\n');
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-    res.end(`<!doctype html><title>Plex (fake)</title><h1>Fake Plex sign-in</h1>
+    res.end(`<!doctype html><title>Plex (fake)</title><link rel="icon" href="data:,"><h1>Fake Plex sign-in</h1>
 <p id="product"></p>${buttons}<button id="cancel">Cancel</button><p id="done"></p>
 <script>
 const params = new URLSearchParams(location.hash.replace(/^#!?\\??/, ''));
