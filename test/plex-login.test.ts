@@ -11,6 +11,7 @@ import { Browser, discover, HEADSCALE, startTestEnv, type BrowserResult, type Te
 // approval, and the server's own check. The same flow in a real browser is in plex-browser.test.ts.
 
 const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
+const TAILNET_ONLY: ClientConfig = { ...HEADSCALE, client_id: 'tailnet-only', name: 'Tailnet App', redirect_uris: ['https://ts.example.test/callback'], sources: ['tailscale'] };
 const BOTH: ClientConfig = { ...HEADSCALE, client_id: 'both', name: 'Both App', redirect_uris: ['https://both.example.test/callback'] };
 
 interface PlexPage {
@@ -60,7 +61,7 @@ describe('Plex sign-in', () => {
   let env: TestEnv;
   let plex: FakePlex;
   before(async () => {
-    env = await startTestEnv({ plex: true, clients: [FRIENDS, BOTH], groups: { family: ['alice@example.com'] } });
+    env = await startTestEnv({ plex: true, clients: [FRIENDS, BOTH, TAILNET_ONLY], groups: { family: ['alice@example.com'] } });
     plex = env.plex;
   });
   after(() => env.close());
@@ -213,6 +214,18 @@ describe('Plex sign-in', () => {
     } finally {
       plex.faults.clear();
     }
+  });
+
+  test('a Plex session does not carry anyone into an app that accepts only Tailscale', async () => {
+    const p = await openPlexPage(env, FRIENDS, new Browser(env, null));
+    const { pin } = await createAndBindPin(env, p);
+    plex.approve(pin.code, 'alice');
+    assert.ok((await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded')).redirectedTo);
+    // Same browser, same guestlist session, an app that takes only tailnet devices.
+    const ts = await openPlexPage(env, TAILNET_ONLY, p.browser);
+    assert.equal(ts.page.redirectedTo, undefined);
+    assert.equal(ts.page.status, 403);
+    assert.match(ts.page.body, /not on the tailnet/);
   });
 
   describe('with Tailscale as well', () => {
