@@ -58,13 +58,17 @@
     return `${cfg.app}#?${params}`;
   }
 
-  // Once a second, as Plex asks; slower when it says "too many requests"; until Plex approves,
-  // the PIN expires, or the person closes the Plex window.
-  async function waitForApproval(pin, popup) {
+  // Each press starts a new attempt; an older one still watching its PIN stops.
+  let attempt = 0;
+
+  // Once a second, as Plex asks; slower when it says "too many requests"; until Plex approves or
+  // the PIN expires. A closed Plex window does not stop the watch: a browser may report a popup
+  // as closed once it shows another site, and Plex may approve just as its window closes.
+  async function waitForApproval(pin, popup, mine) {
     const deadline = Date.parse(pin.expiresAt) || Date.now() + 15 * 60_000;
     let delay = 1000;
-    let closedChecks = 0;
-    while (Date.now() < deadline) {
+    let toldClosed = false;
+    while (Date.now() < deadline && mine === attempt) {
       await sleep(delay);
       const state = await readPin(pin.id).catch(() => ({ retryLater: true }));
       if (state.expired) return 'expired';
@@ -74,13 +78,16 @@
       }
       delay = 1000;
       if (state.authToken) return 'approved';
-      // One more look after the window closes: Plex may approve and close in the same moment.
-      if (popup.closed && ++closedChecks > 1) return 'closed';
+      if (popup.closed && !toldClosed) {
+        toldClosed = true;
+        fail('The Plex window was closed before the sign-in was approved. Press the button to try again.');
+      }
     }
-    return 'expired';
+    return mine === attempt ? 'expired' : 'superseded';
   }
 
   async function signIn(popup) {
+    const mine = ++attempt;
     busy('Opening Plex…');
     const pin = await createPin();
     await bindPin(pin.id);
@@ -92,16 +99,14 @@
     }
     popup.location.href = authUrl(pin.code);
     busy('Waiting for you to approve the sign-in in the Plex window…');
-    const outcome = await waitForApproval(pin, popup);
+    const outcome = await waitForApproval(pin, popup, mine);
     if (outcome === 'approved') {
       busy('Signing you in…');
-      popup.close();
+      if (!popup.closed) popup.close();
       finishForm.submit();
-    } else if (outcome === 'closed') {
-      fail('The Plex window was closed before the sign-in was approved. Try again.');
-    } else {
-      popup.close();
-      fail('The Plex sign-in expired. Try again.');
+    } else if (outcome === 'expired') {
+      if (!popup.closed) popup.close();
+      fail('The Plex sign-in expired. Press the button to try again.');
     }
   }
 

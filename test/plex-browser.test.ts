@@ -101,6 +101,22 @@ describe('Plex sign-in in a browser', { skip: chromiumMissing() }, () => {
     await context.close();
   });
 
+  test('an approval that lands after the Plex window is gone still signs the person in', async () => {
+    const context = await browser.newContext();
+    const { page, redeem } = await startLogin(context);
+    const popupOpened = page.waitForEvent('popup');
+    await page.click('#plex-sign-in');
+    const popup = await popupOpened;
+    await popup.waitForURL(/\/auth#\?/);
+    const code = new URLSearchParams(new URL(popup.url()).hash.slice(2)).get('code')!;
+    await popup.close();
+    await page.waitForSelector('#plex-notice:has-text("closed before")', { timeout: 10_000 });
+    env.plex.approve(code, 'alice');
+    await page.waitForURL(/\/callback\?/, { timeout: 15_000 });
+    assert.equal((await redeem(page.url())).claims()!.sub, 'plex:13692262');
+    await context.close();
+  });
+
   test('closing the Plex window without approving lets the person try again', async () => {
     const context = await browser.newContext();
     const { page } = await startLogin(context);
