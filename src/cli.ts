@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, type Config } from './config.ts';
 import { demoConfig } from './demo.ts';
-import { KeyFileError } from './keys.ts';
+import { KeyFileError, ROTATION_GRACE_MS, rotateSigningKey } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
 import { startServer, type RunningServer } from './server.ts';
 
@@ -10,6 +11,12 @@ const USAGE = `guestlist: a small OpenID Connect provider that signs people in w
 Usage:
   guestlist serve [--config FILE]   serve (with no config: a demo on http://localhost:8080)
   guestlist check --config FILE     validate a config and print every problem
+  guestlist client add NAME --redirect-uri URI [--config FILE | --issuer URL]
+                                    make a client: its secret, the YAML to add, and the
+                                    settings to paste into Headscale and Cloudflare Access
+  guestlist keys rotate --config FILE
+                                    start signing with a new key; the old one stays
+                                    published for 24 hours (restart guestlist after)
 
 The config file may also be given as GUESTLIST_CONFIG. PORT overrides the listen port.
 `;
@@ -28,7 +35,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        'redirect-uri': { type: 'string', multiple: true },
+        issuer: { type: 'string' },
+      },
     });
   } catch (err) {
     io.err(`${(err as Error).message}\n\n${USAGE}`);
@@ -39,11 +51,16 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     io.out(USAGE);
     return 0;
   }
+  const file = parsed.values.config ?? io.env.GUESTLIST_CONFIG;
+  const sub = rest.join(' ');
+  if (command === 'client' && rest[0] === 'add' && rest.length === 2) {
+    return clientAdd(rest[1]!, parsed.values['redirect-uri'] ?? [], file, parsed.values.issuer, io);
+  }
+  if (command === 'keys' && sub === 'rotate') return keysRotate(file, io);
   if (rest.length > 0 || (command !== 'serve' && command !== 'check')) {
     io.err(`unknown command: ${parsed.positionals.join(' ')}\n\n${USAGE}`);
     return 2;
   }
-  const file = parsed.values.config ?? io.env.GUESTLIST_CONFIG;
 
   if (command === 'check') {
     if (!file) {
@@ -91,4 +108,85 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     ...(config.demo ? { demo: 'a built-in demo on localhost; run with --config FILE for real use' } : {}),
   });
   return running;
+}
+
+async function loadForCommand(file: string | undefined, io: CliIo): Promise<Config | number> {
+  if (!file) {
+    io.err('this command needs --config FILE (or GUESTLIST_CONFIG)\n');
+    return 2;
+  }
+  try {
+    return await loadConfigFile(file, io.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.err(`${err.message}\n`);
+    return 1;
+  }
+}
+
+async function clientAdd(name: string, redirectUris: string[], file: string | undefined, issuerFlag: string | undefined, io: CliIo): Promise<number> {
+  if (!/^[A-Za-z0-9._~-]+$/.test(name)) {
+    io.err(`client name "${name}" may only use letters, digits, ".", "_", "~" and "-"\n`);
+    return 2;
+  }
+  if (redirectUris.length === 0 || redirectUris.some((u) => !URL.parse(u) || u.includes('#'))) {
+    io.err('give the app\'s callback URL with --redirect-uri URI (absolute, no #fragment), e.g.\n'
+      + '  Headscale:         https://headscale.example.com/oidc/callback\n'
+      + '  Cloudflare Access: https://<team>.cloudflareaccess.com/cdn-cgi/access/callback\n');
+    return 2;
+  }
+  let issuer = issuerFlag;
+  if (!issuer && file) {
+    const config = await loadForCommand(file, io);
+    if (typeof config === 'number') return config;
+    issuer = config.issuer;
+  }
+  issuer ??= 'https://auth.example.com';
+  // Letters, digits, "-" and "_" only: Cloudflare Access sends secrets without URL-encoding.
+  const secret = randomBytes(32).toString('base64url');
+  const env = `${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_SECRET`;
+  io.out(`# 1. guestlist: add this under "clients:" in your config, and set ${env}
+#    in guestlist's environment (e.g. fly secrets set ${env}=...):
+  - client_id: ${name}
+    client_secret: \${${env}}
+    redirect_uris: [${redirectUris.join(', ')}]
+    require_pkce: true
+
+# The secret (shown once; store it as ${env} and in the app):
+${secret}
+
+# 2a. Headscale: in its config.yaml
+oidc:
+  issuer: ${issuer}
+  client_id: ${name}
+  client_secret: ${secret}
+  scope: [openid, profile, email, groups]
+  pkce:
+    enabled: true
+    method: S256
+
+# 2b. Cloudflare Access: Zero Trust > Settings > Authentication > Add new > OpenID Connect
+#   App ID:           ${name}
+#   Client secret:    ${secret}
+#   Auth URL:         ${issuer}/auth
+#   Token URL:        ${issuer}/token
+#   Certificate URL:  ${issuer}/jwks
+#   PKCE:             on
+`);
+  return 0;
+}
+
+async function keysRotate(file: string | undefined, io: CliIo): Promise<number> {
+  const config = await loadForCommand(file, io);
+  if (typeof config === 'number') return config;
+  try {
+    const { kid, published } = await rotateSigningKey(config.data_dir);
+    io.out(`New signing key ${kid} in ${config.data_dir}. Published now: ${published.join(', ')}.\n`
+      + `The previous key stays published for ${ROTATION_GRACE_MS / 3600_000} hours. Restart guestlist to start signing with the new one.\n`);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof KeyFileError)) throw err;
+    io.err(`${err.message}\n`);
+    return 1;
+  }
 }

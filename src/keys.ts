@@ -23,14 +23,23 @@ export class KeyFileError extends Error {
   }
 }
 
+/** How long a replaced signing key stays published, so tokens it signed still verify. */
+export const ROTATION_GRACE_MS = 24 * 3600 * 1000;
+
+interface SigningKeysFile {
+  keys: JWK[];
+  /** kid -> when the key stopped signing (ISO time); absent for the key that signs. */
+  retired?: Record<string, string>;
+}
+
 export async function loadOrCreateKeys(dataDir: string, onCreate: (file: string) => void = () => {}): Promise<KeyMaterial> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
 
   const keysPath = join(dataDir, SIGNING_KEYS_FILE);
-  let signingKeys = await readJson(keysPath, parseSigningKeys);
-  if (!signingKeys) {
-    signingKeys = [await generateSigningKey()];
-    await writeFileAtomic(keysPath, `${JSON.stringify({ keys: signingKeys }, null, 2)}\n`);
+  let file = await readJson(keysPath, parseSigningKeys);
+  if (!file) {
+    file = { keys: [await generateSigningKey()] };
+    await writeFileAtomic(keysPath, `${JSON.stringify(file, null, 2)}\n`);
     onCreate(keysPath);
   }
 
@@ -41,7 +50,34 @@ export async function loadOrCreateKeys(dataDir: string, onCreate: (file: string)
     await writeFileAtomic(secretsPath, `${JSON.stringify({ secrets: cookieSecrets }, null, 2)}\n`);
     onCreate(secretsPath);
   }
-  return { signingKeys, cookieSecrets };
+  return { signingKeys: liveKeys(file, Date.now()), cookieSecrets };
+}
+
+/**
+ * Make a new signing key the one that signs, keep the one it replaces published for
+ * ROTATION_GRACE_MS, and drop keys retired longer ago than that. Returns the new key's kid.
+ * A running guestlist picks the new key up when it restarts.
+ */
+export async function rotateSigningKey(dataDir: string, now = Date.now()): Promise<{ kid: string; published: string[] }> {
+  const keysPath = join(dataDir, SIGNING_KEYS_FILE);
+  const file = await readJson(keysPath, parseSigningKeys);
+  if (!file) throw new KeyFileError(`${keysPath} does not exist yet: start guestlist once to create it`);
+  const retired = { ...file.retired };
+  for (const key of file.keys) if (!retired[key.kid!]) retired[key.kid!] = new Date(now).toISOString();
+  const fresh = await generateSigningKey();
+  const kept = file.keys.filter((k) => now - Date.parse(retired[k.kid!]!) < ROTATION_GRACE_MS);
+  const next: SigningKeysFile = {
+    keys: [fresh, ...kept],
+    retired: Object.fromEntries(kept.map((k) => [k.kid!, retired[k.kid!]!])),
+  };
+  await writeFileAtomic(keysPath, `${JSON.stringify(next, null, 2)}\n`);
+  return { kid: fresh.kid!, published: next.keys.map((k) => k.kid!) };
+}
+
+/** The signing key first, then replaced keys still within their grace period. */
+function liveKeys(file: SigningKeysFile, now: number): JWK[] {
+  const retired = file.retired ?? {};
+  return file.keys.filter((k) => !retired[k.kid!] || now - Date.parse(retired[k.kid!]!) < ROTATION_GRACE_MS);
 }
 
 export async function generateSigningKey(): Promise<JWK> {
@@ -87,15 +123,21 @@ async function readJson<T>(path: string, parse: (value: unknown, path: string) =
   return parse(value, path);
 }
 
-function parseSigningKeys(value: unknown, path: string): JWK[] {
-  const keys = (value as { keys?: unknown })?.keys;
+function parseSigningKeys(value: unknown, path: string): SigningKeysFile {
+  const file = value as Partial<SigningKeysFile> | null;
+  const keys = file?.keys;
   if (!Array.isArray(keys) || keys.length === 0) throw new KeyFileError(`${path}: expected {"keys": [ ...private JWKs ]}`);
   keys.forEach((k: JWK, i) => {
     if (k?.kty !== 'RSA' || typeof k.d !== 'string' || typeof k.kid !== 'string') {
       throw new KeyFileError(`${path}: keys[${i}] is not a private RSA JWK with a "kid"`);
     }
   });
-  return keys as JWK[];
+  const retired = file?.retired ?? {};
+  if (typeof retired !== 'object' || Object.values(retired).some((t) => typeof t !== 'string' || Number.isNaN(Date.parse(t)))) {
+    throw new KeyFileError(`${path}: "retired" must map kids to ISO times`);
+  }
+  if (retired[(keys[0] as JWK).kid!]) throw new KeyFileError(`${path}: the first key signs and cannot be retired`);
+  return { keys: keys as JWK[], retired };
 }
 
 function parseCookieSecrets(value: unknown, path: string): string[] {

@@ -1,0 +1,98 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { runCli } from '../src/cli.ts';
+import { loadConfigFile } from '../src/config.ts';
+import { ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE } from '../src/keys.ts';
+import { HEADSCALE, login, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
+
+async function cli(args: string[], env: Record<string, string> = {}) {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, { out: (t) => (out += t), err: (t) => (err += t), env });
+  return { code, out, err };
+}
+
+describe('guestlist client add', () => {
+  test('prints a URL-safe secret, the YAML to add, and what Headscale and Cloudflare need', async () => {
+    const { code, out } = await cli(['client', 'add', 'cloudflare', '--redirect-uri', 'https://team.cloudflareaccess.com/cdn-cgi/access/callback', '--issuer', 'https://auth.example.com']);
+    assert.equal(code, 0);
+    const secret = /^# The secret.*\n(.+)$/m.exec(out)![1]!;
+    assert.match(secret, /^[A-Za-z0-9_-]{43}$/);
+    assert.match(out, /client_secret: \$\{CLOUDFLARE_SECRET\}/);
+    assert.match(out, /Auth URL: +https:\/\/auth\.example\.com\/auth/);
+    assert.match(out, /Token URL: +https:\/\/auth\.example\.com\/token/);
+    assert.match(out, /Certificate URL: +https:\/\/auth\.example\.com\/jwks/);
+    assert.match(out, /PKCE: +on/);
+    assert.match(out, /oidc:\n  issuer: https:\/\/auth\.example\.com\n  client_id: cloudflare\n  client_secret: \S+\n  scope: \[openid, profile, email, groups\]\n  pkce:\n    enabled: true\n    method: S256/);
+  });
+
+  test('its output, pasted into a config, loads and signs someone in with that secret', async () => {
+    const redirect = 'https://headscale.example.test/oidc/callback';
+    const { out } = await cli(['client', 'add', 'hs', '--redirect-uri', redirect, '--issuer', 'https://auth.example.com']);
+    const secret = /^# The secret.*\n(.+)$/m.exec(out)![1]!;
+    const snippet = out.split('\n').filter((l) => /^  (- |  )/.test(l) && !l.startsWith('  client_id') && !l.startsWith('  client_secret:') && !l.startsWith('  scope') && !l.startsWith('  pkce')).slice(0, 4).join('\n');
+    const dir = await tempDir();
+    const file = join(dir, 'guestlist.yaml');
+    await writeFile(file, `issuer: http://127.0.0.1:1\ntailscale: {}\nclients:\n${snippet}\n`);
+    const config = await loadConfigFile(file, { HS_SECRET: secret });
+    assert.deepEqual(config.clients[0], { client_id: 'hs', client_secret: secret, redirect_uris: [redirect], post_logout_redirect_uris: [], name: 'hs', require_pkce: true });
+    const env = await startTestEnv({ clients: [config.clients[0]!] });
+    try {
+      const { tokens } = await login(env, { client: config.clients[0]!, auth: 'basic' });
+      assert.equal(tokens?.claims()?.aud, 'hs');
+    } finally {
+      await env.close();
+    }
+  });
+
+  test('refuses a missing or fragment redirect URI, and a bad name', async () => {
+    assert.equal((await cli(['client', 'add', 'x'])).code, 2);
+    assert.match((await cli(['client', 'add', 'x', '--redirect-uri', 'https://a.example/cb#x'])).err, /--redirect-uri/);
+    assert.match((await cli(['client', 'add', 'bad name!', '--redirect-uri', 'https://a.example/cb'])).err, /may only use letters/);
+  });
+});
+
+describe('guestlist keys rotate', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await startTestEnv();
+  });
+  after(() => env.close());
+
+  test('a new key signs after a restart, and tokens signed by the old one still verify', async () => {
+    const before = await login(env);
+    const oldKid = decodeProtectedHeader(before.tokens!.id_token!).kid;
+    const file = join(env.dataDir, 'guestlist.yaml');
+    await writeFile(file, `issuer: ${env.issuer}\ndata_dir: ${env.dataDir}\ntailscale: {}\nclients: [{client_id: a, client_secret: 0123456789abcdef0123, redirect_uris: ["https://a.example.com/cb"]}]\n`);
+    const { code, out } = await cli(['keys', 'rotate', '--config', file]);
+    assert.equal(code, 0, out);
+    await env.restart();
+
+    const jwks = await (await fetch(`${env.issuer}/jwks`)).json() as { keys: { kid: string }[] };
+    assert.equal(jwks.keys.length, 2);
+    assert.equal(jwks.keys[1]!.kid, oldKid);
+    const { payload } = await jwtVerify(before.tokens!.id_token!, createRemoteJWKSet(new URL(`${env.issuer}/jwks`)), { issuer: env.issuer, audience: HEADSCALE.client_id });
+    assert.equal(payload.sub, 'tailscale:9007199254740993');
+    const afterLogin = await login(env);
+    assert.equal(decodeProtectedHeader(afterLogin.tokens!.id_token!).kid, jwks.keys[0]!.kid);
+    assert.notEqual(jwks.keys[0]!.kid, oldKid);
+  });
+
+  test('a key retired longer ago than the grace period is dropped at the next rotation', async () => {
+    await assert.rejects(rotateSigningKey(await tempDir()), /start guestlist once to create it/);
+    const env2 = await startTestEnv();
+    try {
+      const first = await rotateSigningKey(env2.dataDir);
+      const second = await rotateSigningKey(env2.dataDir, Date.now() + ROTATION_GRACE_MS + 60_000);
+      // The key first created was retired at the first rotation, more than a grace period ago.
+      assert.deepEqual(second.published, [second.kid, first.kid]);
+      const saved = JSON.parse(await readFile(join(env2.dataDir, SIGNING_KEYS_FILE), 'utf8')) as { keys: unknown[] };
+      assert.equal(saved.keys.length, 2);
+    } finally {
+      await env2.close();
+    }
+  });
+});
