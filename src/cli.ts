@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile, type Config } from './config.ts';
+import { ConfigError, loadConfigFile, parseConfig, type Config } from './config.ts';
+import { isAbsolute, resolve } from 'node:path';
 import { demoConfig } from './demo.ts';
 import { KeyFileError, ROTATION_GRACE_MS, rotateSigningKey } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -63,13 +64,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
   }
 
   if (command === 'check') {
-    if (!file) {
+    const inline = parsed.values.config === undefined ? io.env.GUESTLIST_CONFIG_YAML : undefined;
+    if (!file && !inline) {
       io.err('check needs --config FILE\n');
       return 2;
     }
     try {
-      const config = await loadConfigFile(file, io.env);
-      io.out(`${file} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
+      const config = inline ? configFromEnvironment(inline, io.env) : await loadConfigFile(file!, io.env);
+      io.out(`${inline ? 'GUESTLIST_CONFIG_YAML' : file} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
       return 0;
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -80,7 +82,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
 
   let config: Config;
   try {
-    config = file ? await loadConfigFile(file, io.env) : demoConfig(io.env);
+    const inline = parsed.values.config === undefined ? io.env.GUESTLIST_CONFIG_YAML : undefined;
+    config = inline ? configFromEnvironment(inline, io.env) : file ? await loadConfigFile(file, io.env) : demoConfig(io.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.err(`${err.message}\n`);
@@ -189,4 +192,15 @@ async function keysRotate(file: string | undefined, io: CliIo): Promise<number> 
     io.err(`${err.message}\n`);
     return 1;
   }
+}
+
+/** The whole config in one environment variable (a Fly secret); relative paths from the cwd. */
+function configFromEnvironment(text: string, env: CliIo['env']): Config {
+  const config = parseConfig(text, env, 'GUESTLIST_CONFIG_YAML');
+  const near = (p: string) => (isAbsolute(p) ? p : resolve(p));
+  return {
+    ...config,
+    data_dir: near(config.data_dir),
+    ...(config.tailscale ? { tailscale: { ...config.tailscale, socket: near(config.tailscale.socket) } } : {}),
+  };
 }

@@ -78,7 +78,8 @@ export async function loadConfigFile(file: string, env: Env = process.env): Prom
     text = await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String((err as Error).message);
+    const why = code === 'ENOENT' ? 'no such file (mount your config there, pass --config FILE, or put the YAML itself in GUESTLIST_CONFIG_YAML)'
+      : code === 'EACCES' ? 'permission denied' : String((err as Error).message);
     throw new ConfigError(file, [`cannot read the config file: ${why}`]);
   }
   const config = parseConfig(text, env, file);
@@ -167,7 +168,8 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
   unknownKeys(raw, TOP_KEYS, '', problems);
 
   const issuer = validateIssuer(raw.issuer, problems);
-  const listen = validateListen(raw.listen ?? DEFAULT_LISTEN, env, problems);
+  // GUESTLIST_LISTEN changes the default only (the container image sets 0.0.0.0:8080).
+  const listen = validateListen(raw.listen ?? (env.GUESTLIST_LISTEN || DEFAULT_LISTEN), env, problems);
   const data_dir = optionalString(raw.data_dir, 'data_dir', problems) ?? DEFAULT_DATA_DIR;
   const groups = validateGroups(raw.groups, problems);
   const configured = SOURCES.filter((s) => raw[s] !== undefined);

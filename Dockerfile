@@ -1,0 +1,39 @@
+# guestlist: one small process, no database. Build: docker build -t guestlist .
+# Run:   docker run -p 8080:8080 -v guestlist-data:/data \
+#          -v $PWD/guestlist.yaml:/etc/guestlist/guestlist.yaml:ro guestlist
+# or pass the whole config in GUESTLIST_CONFIG_YAML instead of mounting a file.
+
+FROM node:24-alpine AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json ./
+# --ignore-scripts: the project's own Node 24 package is for machines without one; this image has it.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY src ./src
+RUN npx tsc
+
+FROM node:24-alpine AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+
+FROM node:24-alpine
+# Listen on every interface by default (a config's own `listen:` still wins); the config is the
+# file mounted at GUESTLIST_CONFIG, or the YAML in GUESTLIST_CONFIG_YAML when that is set.
+ENV NODE_ENV=production \
+    GUESTLIST_LISTEN=0.0.0.0:8080 \
+    GUESTLIST_CONFIG=/etc/guestlist/guestlist.yaml
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY views ./views
+COPY static ./static
+# Signing keys and cookie secrets live on this volume (data_dir: /data), so tokens survive deploys.
+RUN mkdir -p /data /etc/guestlist && chown node:node /data
+VOLUME /data
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+STOPSIGNAL SIGTERM
+CMD ["node", "dist/main.js", "serve"]

@@ -1,0 +1,131 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, tempDir } from './helpers.ts';
+
+// The Dockerfile, fly.toml and the app must agree on ports, paths, the health check, the data
+// volume and the stop signal; and the production build must start the way the image starts it.
+
+const root = new URL('../', import.meta.url).pathname;
+const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+const fly = parseToml(readFileSync(join(root, 'fly.toml'), 'utf8'));
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+
+/** Enough TOML for fly.toml: tables, arrays of tables, strings, numbers, booleans, string arrays. */
+function parseToml(text: string): Record<string, any> {
+  const doc: Record<string, any> = {};
+  let table: Record<string, any> = doc;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\s+#.*$/, '').trim();
+    if (!line || line.startsWith('#')) continue;
+    const header = /^(\[\[?)([\w.]+)\]\]?$/.exec(line);
+    if (header) {
+      const path = header[2]!.split('.');
+      let parent = doc;
+      for (const key of path.slice(0, -1)) parent = Array.isArray(parent[key]) ? parent[key].at(-1) : (parent[key] ??= {});
+      const last = path.at(-1)!;
+      if (header[1] === '[[') (parent[last] ??= []).push((table = {}));
+      else table = parent[last] ??= {};
+      continue;
+    }
+    const kv = /^([\w-]+)\s*=\s*(.+)$/.exec(line);
+    if (!kv) throw new Error(`fly.toml: cannot read "${line}"`);
+    table[kv[1]!] = JSON.parse(kv[2]!.replace(/'/g, '"'));
+  }
+  return doc;
+}
+
+function dockerInstruction(name: string): string[] {
+  return dockerfile.split('\n').filter((l) => l.startsWith(`${name} `)).map((l) => l.slice(name.length + 1).trim());
+}
+
+describe('Dockerfile and fly.toml agree with the app', () => {
+  test('one port everywhere: EXPOSE, GUESTLIST_LISTEN, fly internal_port and PORT', () => {
+    const listen = /GUESTLIST_LISTEN=0\.0\.0\.0:(\d+)/.exec(dockerfile)?.[1];
+    assert.equal(dockerInstruction('EXPOSE').at(-1), listen);
+    assert.equal(String(fly.http_service.internal_port), listen);
+    assert.equal(fly.env.PORT, listen);
+  });
+
+  test('the health check path is one the app serves, in both files', () => {
+    assert.equal(fly.http_service.checks[0].path, '/healthz');
+    assert.match(/^HEALTHCHECK (?:.*\\\n)*.*$/m.exec(dockerfile)![0], /\/healthz/);
+    assert.match(readFileSync(join(root, 'src/server.ts'), 'utf8'), /ctx\.path !== '\/healthz'/);
+  });
+
+  test('the data volume is /data in both files and in the README\'s Fly config', () => {
+    assert.deepEqual(dockerInstruction('VOLUME'), ['/data']);
+    assert.equal(fly.mounts[0].destination, '/data');
+    assert.match(readme, /data_dir: \/data/);
+  });
+
+  test('the stop signal is one the app shuts down cleanly on', () => {
+    assert.equal(fly.kill_signal, 'SIGTERM');
+    assert.deepEqual(dockerInstruction('STOPSIGNAL'), ['SIGTERM']);
+    assert.match(readFileSync(join(root, 'src/main.ts'), 'utf8'), /process\.on\('SIGTERM'/);
+  });
+
+  test('the smallest Fly machine, stopped when idle, HTTPS forced', () => {
+    assert.equal(fly.vm[0].size, 'shared-cpu-1x');
+    assert.equal(fly.vm[0].memory, '256mb');
+    assert.equal(fly.http_service.force_https, true);
+    assert.equal(fly.http_service.auto_stop_machines, 'stop');
+    assert.equal(fly.http_service.auto_start_machines, true);
+  });
+
+  test('the image runs as a non-root user and starts the built entry point', () => {
+    assert.deepEqual(dockerInstruction('USER'), ['node']);
+    assert.match(dockerInstruction('CMD').join(' '), /"dist\/main\.js", "serve"/);
+    assert.match(dockerfile, /FROM node:24-/);
+  });
+});
+
+describe('the production build, started as the image starts it', () => {
+  let proc: ChildProcess;
+  let output = '';
+  let port: number;
+  before(async () => {
+    execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'pipe' });
+    port = await freePort();
+    const data = await tempDir();
+    proc = spawn(process.execPath, [join(root, 'dist/main.js'), 'serve'], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH,
+        PORT: String(port),
+        GUESTLIST_LISTEN: '127.0.0.1:8080',
+        GUESTLIST_CONFIG: '/nonexistent/guestlist.yaml',
+        APP_SECRET: 'abcdefghijklmnop0123',
+        GUESTLIST_CONFIG_YAML: `issuer: https://auth.example.com\ndata_dir: ${data}\ntailscale: {}\nclients:\n  - {client_id: app, client_secret: "\${APP_SECRET}", redirect_uris: ["https://app.example.com/cb"]}\n`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    proc.stdout!.on('data', (c) => (output += c));
+    proc.stderr!.on('data', (c) => (output += c));
+    await new Promise<void>((resolve, reject) => {
+      proc.stdout!.on('data', () => output.includes('guestlist ready') && resolve());
+      proc.on('exit', (code) => reject(new Error(`exited ${code}: ${output}`)));
+    });
+  });
+  after(() => {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+  });
+
+  test('serves /healthz and discovery on PORT, with the config from GUESTLIST_CONFIG_YAML', async () => {
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(health.status, 200);
+    const meta = await (await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`)).json() as { issuer: string; token_endpoint: string };
+    assert.equal(meta.issuer, 'https://auth.example.com');
+    assert.equal(meta.token_endpoint, 'https://auth.example.com/token');
+    const page = await fetch(`http://127.0.0.1:${port}/static/guestlist.css`);
+    assert.equal(page.status, 200);
+  });
+
+  test('stops with exit code 0 on the fly.toml kill signal', async () => {
+    const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve));
+    proc.kill(fly.kill_signal);
+    assert.equal(await exited, 0);
+  });
+});
