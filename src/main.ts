@@ -5,17 +5,19 @@ import { createLogger } from './log.ts';
 // Process entry: run the command, and for `serve` shut down cleanly on SIGINT and SIGTERM
 // (Fly.io sends SIGINT by default, Docker SIGTERM): stop accepting, let in-flight requests finish.
 
-const log = createLogger();
-const result = await runCli(process.argv.slice(2), {
-  out: (t) => process.stdout.write(t),
-  err: (t) => process.stderr.write(t),
-  env: process.env,
-  log,
-});
+async function main(): Promise<void> {
+  const log = createLogger();
+  const result = await runCli(process.argv.slice(2), {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    env: process.env,
+    log,
+  });
 
-if (typeof result === 'number') {
-  process.exitCode = result;
-} else {
+  if (typeof result === 'number') {
+    process.exitCode = result;
+    return;
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) process.exit(1);
@@ -27,3 +29,6 @@ if (typeof result === 'number') {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
+
+// No top-level await: the single executable runs this file bundled as CommonJS.
+void main();

@@ -1,19 +1,16 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readAsset } from './assets.ts';
 import type { BrandingConfig } from './config.ts';
 
 // Pages are plain HTML files in views/. `{{name}}` inserts a value HTML-escaped; `{{{name}}}`
 // inserts markup that guestlist built itself (never a value from a person or an upstream).
 // views/layout.html wraps every page.
 
-export const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
-
 const templates = new Map<string, string>();
 
 function template(name: string): string {
   let t = templates.get(name);
   if (t === undefined) {
-    t = readFileSync(`${VIEWS_DIR}${name}.html`, 'utf8');
+    t = readAsset(`views/${name}.html`).toString('utf8');
     templates.set(name, t);
   }
   return t;

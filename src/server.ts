@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Middleware } from 'koa';
 import { createAccountStore } from './accounts.ts';
+import { readAsset } from './assets.ts';
 import { createLruStorage, type LruStorage } from './adapter.ts';
 import type { Config } from './config.ts';
 import { demoRoutes } from './demo.ts';
@@ -29,7 +29,7 @@ export interface ServerOptions {
   plexTimeoutMs?: number;
 }
 
-export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION = (JSON.parse(readAsset('package.json').toString('utf8')) as { version: string }).version;
 
 export interface RunningServer {
   /** Where the server actually listens (differs from the issuer behind a proxy). */

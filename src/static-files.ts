@@ -1,13 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Middleware } from 'koa';
+import { listAssets, readAsset } from './assets.ts';
 
 // static/ is a handful of small hand-written files: read them once at start-up and serve them
 // from memory, with no path ever touching the filesystem at request time.
-
-export const STATIC_DIR = fileURLToPath(new URL('../static/', import.meta.url));
 
 const TYPES: Record<string, string> = {
   '.css': 'text/css; charset=utf-8',
@@ -24,12 +21,12 @@ interface StaticFile {
   etag: string;
 }
 
-export function staticFiles(dir = STATIC_DIR): Middleware {
+export function staticFiles(): Middleware {
   const files = new Map<string, StaticFile>();
-  for (const name of readdirSync(dir)) {
+  for (const name of listAssets('static')) {
     const type = TYPES[extname(name)];
     if (!type) continue;
-    const body = readFileSync(`${dir}${name}`);
+    const body = readAsset(`static/${name}`);
     files.set(`/static/${name}`, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 16)}"` });
   }
   return async (ctx, next) => {

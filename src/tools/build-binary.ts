@@ -1,0 +1,52 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+// `npm run build:binary`: one self-contained executable, dist/guestlist, made with Node's single
+// executable applications. Node 24 runs only a CommonJS main there, so esbuild bundles the app
+// into one CommonJS file; views/, static/ and package.json ride along as SEA assets.
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const out = join(root, 'dist');
+const work = join(out, 'sea');
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+
+await build({
+  entryPoints: [join(root, 'src/main.ts')],
+  outfile: join(work, 'guestlist.cjs'),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node24',
+  minify: true,
+  keepNames: true,
+  legalComments: 'none',
+  // import.meta is only read when not running as the executable (src/assets.ts).
+  logOverride: { 'empty-import-meta': 'silent' },
+});
+
+const assets: Record<string, string> = { 'package.json': join(root, 'package.json') };
+for (const dir of ['views', 'static']) {
+  for (const name of readdirSync(join(root, dir))) assets[`${dir}/${name}`] = join(root, dir, name);
+}
+writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
+  main: join(work, 'guestlist.cjs'),
+  output: join(work, 'guestlist.blob'),
+  disableExperimentalSEAWarning: true,
+  useCodeCache: true,
+  assets,
+}, null, 2));
+execFileSync(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')], { stdio: 'inherit' });
+
+// The executable is this very Node 24 binary with the blob injected into it.
+const binary = join(out, 'guestlist');
+copyFileSync(process.execPath, binary);
+chmodSync(binary, 0o755);
+execFileSync(process.execPath, [
+  join(root, 'node_modules/postject/dist/cli.js'), binary, 'NODE_SEA_BLOB', join(work, 'guestlist.blob'),
+  '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+], { stdio: 'pipe' }); // its chatter ("Can't find string offset...") is noise; a failure throws with it
+console.log(`built ${binary}`);
