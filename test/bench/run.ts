@@ -1,0 +1,190 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { generateKeyPair, SignJWT } from 'jose';
+import { SERVER_FLAGS as PRODUCTION_FLAGS } from './server-flags.ts';
+
+// `npm run bench`: guestlist's production build against faked upstreams on loopback, with the
+// load from a separate process (load.ts), and every figure beside a reference measured in the
+// same run on the same runtime, so the ratios hold on a noisy machine. Prints a table, then one
+// JSON line. Figures only: nothing here passes or fails.
+
+const root = new URL('../../', import.meta.url).pathname;
+const node = process.execPath;
+const LOGINS = Number(process.env.BENCH_LOGINS ?? 10_000);
+const FLOOD = Number(process.env.BENCH_FLOOD ?? 100_000);
+const STARTS = Number(process.env.BENCH_STARTS ?? 7);
+// BENCH_FLAGS tries other Node flags than production's (space-separated), for tuning.
+const SERVER_FLAGS = process.env.BENCH_FLAGS !== undefined ? process.env.BENCH_FLAGS.split(' ').filter(Boolean) : PRODUCTION_FLAGS;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mb = (kb: number) => kb / 1024;
+
+/** Resident set size from the kernel's own accounting, in kB. */
+function rssKb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]);
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/** Start a server process and time it from spawn to its first 200 on `path`. */
+async function startTimed(args: string[], port: number, path: string, env: Record<string, string> = {}): Promise<{ proc: ChildProcess; ms: number }> {
+  const t0 = performance.now();
+  const proc = spawn(node, args, { cwd: root, env: { PATH: process.env.PATH!, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`);
+      await res.arrayBuffer();
+      if (res.status === 200) return { proc, ms: performance.now() - t0 };
+    } catch {
+      // not listening yet
+    }
+    if (proc.exitCode !== null) throw new Error(`${args.join(' ')} exited with ${proc.exitCode}`);
+    await sleep(2);
+  }
+}
+
+async function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await exited;
+}
+
+/** RSS once the process has been quiet for a moment. */
+async function idleRss(pid: number): Promise<number> {
+  await sleep(1500);
+  return rssKb(pid);
+}
+
+interface LoadResult { count: number; errors: number; firstError: string; seconds: number; rate: number; p50: number; p99: number; tokenP50: number; tokenP99: number }
+
+async function load(mode: 'logins' | 'flood', count: number, concurrency: number, env: Record<string, string>, watchPid?: number) {
+  let peak = 0;
+  const sampler = watchPid ? setInterval(() => { peak = Math.max(peak, rssKb(watchPid)); }, 20) : undefined;
+  const out = await new Promise<string>((resolve, reject) => {
+    const proc = spawn(node, [join(root, 'test/bench/load.ts'), mode, String(count), String(concurrency)], {
+      cwd: root, env: { PATH: process.env.PATH!, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let text = '';
+    proc.stdout!.on('data', (c) => (text += c));
+    proc.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`load ${mode} exited ${code}`))));
+  });
+  if (sampler) clearInterval(sampler);
+  const result = JSON.parse(out.trim().split('\n').at(-1)!) as LoadResult;
+  if (result.errors > 0) throw new Error(`${mode}: ${result.errors} of ${count} failed, first: ${result.firstError}`);
+  return { ...result, peakKb: peak };
+}
+
+async function rs256PerSecond(): Promise<number> {
+  const { privateKey } = await generateKeyPair('RS256');
+  const sign = () => new SignJWT({ sub: 'tailscale:9007199254740993', email: 'alice@example.com', nonce: 'n' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'k' }).setIssuer('https://auth.example.com').setAudience('app')
+    .setIssuedAt().setExpirationTime('1h').sign(privateKey);
+  for (let i = 0; i < 200; i++) await sign();
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 2000) {
+    await sign();
+    n++;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+async function main() {
+  console.error('building dist/ ...');
+  execFileSync(node, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+  const dir = await mkdtemp(join(tmpdir(), 'guestlist-bench-'));
+  const socket = join(dir, 'tailscaled.sock');
+
+  console.error('reference: RS256 signatures with jose ...');
+  const sigRate = await rs256PerSecond();
+
+  console.error('reference: a bare node:http hello world ...');
+  const hello = join(dir, 'hello.mjs');
+  await writeFile(hello, "import { createServer } from 'node:http';\ncreateServer((q, s) => s.end('ok')).listen(Number(process.env.PORT), '127.0.0.1');\n");
+  const helloStarts: number[] = [];
+  let helloIdle = 0;
+  for (let i = 0; i < STARTS; i++) {
+    const port = await freePort();
+    const { proc, ms } = await startTimed([hello], port, '/', { PORT: String(port) });
+    helloStarts.push(ms);
+    if (i === 0) helloIdle = await idleRss(proc.pid!);
+    await stop(proc);
+  }
+
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const client = { id: 'bench', secret: 'bench-secret-0123456789', redirect: 'https://app.example.test/callback' };
+  const config = join(dir, 'guestlist.yaml');
+  await writeFile(config, `issuer: ${issuer}\nlisten: 127.0.0.1:${port}\ndata_dir: ${join(dir, 'data')}\ntailscale: {socket: ${socket}}\nclients:\n  - {client_id: ${client.id}, client_secret: ${client.secret}, redirect_uris: ["${client.redirect}"]}\n`);
+  const guestlist = [...SERVER_FLAGS, join(root, 'dist/main.js'), 'serve', '--config', config];
+  const loadEnv = { BENCH_URL: issuer, BENCH_SOCKET: socket, BENCH_CLIENT_ID: client.id, BENCH_CLIENT_SECRET: client.secret, BENCH_REDIRECT_URI: client.redirect };
+
+  console.error('cold starts ...');
+  await stop((await startTimed(guestlist, port, '/.well-known/openid-configuration')).proc); // creates the keys
+  const starts: number[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    const { proc, ms } = await startTimed(guestlist, port, '/.well-known/openid-configuration');
+    starts.push(ms);
+    await stop(proc);
+  }
+
+  console.error('memory and login speed ...');
+  const { proc } = await startTimed(guestlist, port, '/.well-known/openid-configuration');
+  const pid = proc.pid!;
+  await load('logins', 1, 1, loadEnv);
+  const idle = await idleRss(pid);
+  const serial = await load('logins', Math.min(500, LOGINS), 1, loadEnv);
+  const burst = await load('logins', LOGINS, 50, loadEnv, pid);
+  const afterBurst = await idleRss(pid);
+  console.error(`flood: ${FLOOD} authorization requests nobody finishes ...`);
+  const beforeFlood = afterBurst;
+  const flood = await load('flood', FLOOD, 50, loadEnv, pid);
+  const afterFlood = await idleRss(pid);
+  await stop(proc);
+  await rm(dir, { recursive: true, force: true });
+
+  const loginMs = 1000 / serial.rate;
+  const sigMs = 1000 / sigRate;
+  const rows: [string, string, string, string][] = [
+    ['idle RSS after start and one login', `${mb(idle).toFixed(1)} MB`, `hello world ${mb(helloIdle).toFixed(1)} MB`, `${(idle / helloIdle).toFixed(2)}x (target <= 1.2x)`],
+    [`peak RSS, ${LOGINS} logins at 50 concurrent`, `${mb(burst.peakKb).toFixed(1)} MB`, `hello world ${mb(helloIdle).toFixed(1)} MB`, `${(burst.peakKb / helloIdle).toFixed(2)}x (target <= 2x)`],
+    ['idle RSS after the burst', `${mb(afterBurst).toFixed(1)} MB`, `first idle ${mb(idle).toFixed(1)} MB`, `+${mb(afterBurst - idle).toFixed(1)} MB (target <= 15 MB)`],
+    [`flood: ${FLOOD} unfinished authorizations`, `${mb(afterFlood).toFixed(1)} MB (peak ${mb(flood.peakKb).toFixed(1)})`, `before ${mb(beforeFlood).toFixed(1)} MB`, `+${mb(afterFlood - beforeFlood).toFixed(1)} MB (target <= 20 MB)`],
+    ['logins/s at concurrency 1', serial.rate.toFixed(0), '', `p50 ${serial.p50.toFixed(1)} ms, p99 ${serial.p99.toFixed(1)} ms`],
+    ['logins/s at concurrency 50', burst.rate.toFixed(0), '', `target >= 400`],
+    ['whole login at concurrency 50', `p50 ${burst.p50.toFixed(1)} ms`, '', `p99 ${burst.p99.toFixed(1)} ms (target < 40 ms)`],
+    ['token request at concurrency 50', `p50 ${burst.tokenP50.toFixed(1)} ms`, '', `p99 ${burst.tokenP99.toFixed(1)} ms`],
+    ['cost of one login (concurrency 1)', `${loginMs.toFixed(2)} ms`, `RS256 sign ${sigMs.toFixed(2)} ms (${sigRate.toFixed(0)}/s)`, `${(loginMs / sigMs).toFixed(1)}x (target <= 5x)`],
+    [`cold start to first discovery 200 (median of ${STARTS})`, `${median(starts).toFixed(0)} ms`, `hello world ${median(helloStarts).toFixed(0)} ms`, `${(median(starts) / median(helloStarts)).toFixed(2)}x (target <= 2.5x)`],
+  ];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['measure', 'guestlist', 'reference', 'ratio'][i]!.length));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  console.log(`guestlist benchmark: Node ${process.versions.node}, ${process.platform}/${process.arch}, ${(await import('node:os')).cpus().length} CPUs, flags: ${SERVER_FLAGS.join(' ') || '(none)'}`);
+  console.log(line(['measure', 'guestlist', 'reference', 'ratio']));
+  console.log(line(widths.map((w) => '-'.repeat(w))));
+  for (const r of rows) console.log(line(r));
+  console.log(JSON.stringify({
+    node: process.versions.node, flags: SERVER_FLAGS,
+    rss_mb: { hello_idle: mb(helloIdle), idle: mb(idle), burst_peak: mb(burst.peakKb), after_burst: mb(afterBurst), before_flood: mb(beforeFlood), after_flood: mb(afterFlood), flood_peak: mb(flood.peakKb) },
+    logins: { serial_rate: serial.rate, serial_p50_ms: serial.p50, serial_p99_ms: serial.p99, burst_rate: burst.rate, burst_p50_ms: burst.p50, burst_p99_ms: burst.p99, token_p50_ms: burst.tokenP50, token_p99_ms: burst.tokenP99 },
+    rs256: { per_second: sigRate, login_cost_in_signatures: loginMs / sigMs },
+    cold_start_ms: { guestlist: median(starts), hello: median(helloStarts), ratio: median(starts) / median(helloStarts) },
+    ratios: { idle: idle / helloIdle, peak: burst.peakKb / helloIdle, after_burst_mb: mb(afterBurst - idle), flood_mb: mb(afterFlood - beforeFlood) },
+  }));
+}
+
+await main();
