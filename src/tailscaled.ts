@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
 
 // A client for the one tailscaled LocalAPI call guestlist needs: whois. It speaks exactly what
@@ -42,17 +42,21 @@ export function whoisAddress(address: string, port: number): string {
 }
 
 const MAX_RESPONSE_BYTES = 256 * 1024;
+// One kept-alive connection pool to tailscaled: a zero-click login is a whois, and opening a new
+// connection for each was a good part of its cost.
+const agent = new Agent({ keepAlive: true, maxSockets: 32, maxFreeSockets: 4, timeout: 30_000 });
 const ID_KEYS = new Set(['ID', 'User', 'Sharer']);
 
 /**
  * Ask tailscaled who is behind `addr`. Resolves to undefined when tailscaled knows no such peer
  * (its 404 "no match for IP:port"), and throws TailscaledUnavailable for anything else that fails.
  */
-export function whois(socketPath: string, addr: string, timeoutMs = 3000): Promise<WhoisResponse | undefined> {
+export function whois(socketPath: string, addr: string, timeoutMs = 3000, retried = false): Promise<WhoisResponse | undefined> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
         socketPath,
+        agent,
         method: 'GET',
         path: `/localapi/v0/whois?addr=${encodeURIComponent(addr)}`,
         headers: { Host: 'local-tailscaled.sock' },
@@ -85,6 +89,8 @@ export function whois(socketPath: string, addr: string, timeoutMs = 3000): Promi
     req.on('timeout', () => req.destroy(new TailscaledUnavailable(`tailscaled did not answer whois within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err instanceof TailscaledUnavailable) return reject(err);
+      // A kept-alive connection that tailscaled closed meanwhile: try once on a fresh one.
+      if (req.reusedSocket && err.code === 'ECONNRESET' && !retried) return resolve(whois(socketPath, addr, timeoutMs, true));
       const why = err.code === 'ENOENT' ? 'no socket there (is tailscaled running?)'
         : err.code === 'ECONNREFUSED' ? 'connection refused (is tailscaled running?)'
         : err.code === 'EACCES' ? 'permission denied'
