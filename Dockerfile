@@ -5,16 +5,12 @@
 
 FROM node:24-alpine AS build
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json ./
+COPY package.json package-lock.json ./
 # --ignore-scripts: the project's own Node 24 package is for machines without one; this image has it.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY src ./src
-RUN npx tsc
-
-FROM node:24-alpine AS deps
-WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+# One bundled file: it starts faster than a tree of modules and needs no node_modules at run time.
+RUN node src/tools/build.ts
 
 FROM node:24-alpine
 # Listen on every interface by default (a config's own `listen:` still wins); the config is the
@@ -23,8 +19,7 @@ ENV NODE_ENV=production \
     GUESTLIST_LISTEN=0.0.0.0:8080 \
     GUESTLIST_CONFIG=/etc/guestlist/guestlist.yaml
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
+COPY --from=build /app/dist/main.js ./dist/main.js
 COPY package.json ./
 COPY views ./views
 COPY static ./static

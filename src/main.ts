@@ -1,11 +1,19 @@
 #!/usr/bin/env node
-import { runCli } from './cli.ts';
+import { enableCompileCache } from 'node:module';
 import { createLogger } from './log.ts';
 
 // Process entry: run the command, and for `serve` shut down cleanly on SIGINT and SIGTERM
 // (Fly.io sends SIGINT by default, Docker SIGTERM): stop accepting, let in-flight requests finish.
 
 async function main(): Promise<void> {
+  // Cold starts matter (a stopped Fly machine wakes on a login): cache V8's compiled code for
+  // oidc-provider and friends on disk, before they are loaded below. Best effort.
+  try {
+    enableCompileCache?.();
+  } catch {
+    // a read-only /tmp just means no cache
+  }
+  const { runCli } = await import('./cli.ts');
   const log = createLogger();
   const result = await runCli(process.argv.slice(2), {
     out: (t) => process.stdout.write(t),

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, tempDir } from './helpers.ts';
 
@@ -83,15 +83,23 @@ describe('Dockerfile and fly.toml agree with the app', () => {
 });
 
 describe('the production build, started as the image starts it', () => {
+  // What the image holds: dist/main.js, views/, static/ and package.json; no node_modules.
   let proc: ChildProcess;
   let output = '';
   let port: number;
+  let imageDir: string;
   before(async () => {
-    execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'pipe' });
+    execFileSync(process.execPath, [join(root, 'src/tools/build.ts')], { stdio: 'pipe' });
     port = await freePort();
     const data = await tempDir();
-    proc = spawn(process.execPath, [join(root, 'dist/main.js'), 'serve'], {
-      cwd: root,
+    imageDir = await tempDir();
+    // Copy what the final stage of the Dockerfile copies, from where the build leaves it.
+    const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    for (const [, from, to] of finalStage.matchAll(/^COPY (?:--from=build \/app\/)?(\S+) (\S+)$/gm)) {
+      cpSync(join(root, from!), to!.endsWith('/') ? join(imageDir, to!, from!) : join(imageDir, to!), { recursive: true });
+    }
+    proc = spawn(process.execPath, [join(imageDir, 'dist/main.js'), 'serve'], {
+      cwd: imageDir,
       env: {
         PATH: process.env.PATH,
         PORT: String(port),
@@ -111,6 +119,12 @@ describe('the production build, started as the image starts it', () => {
   });
   after(() => {
     if (proc.exitCode === null) proc.kill('SIGKILL');
+  });
+
+  test('runs from the files the final image stage copies, with no node_modules', () => {
+    assert.ok(existsSync(join(imageDir, 'dist/main.js')));
+    assert.ok(existsSync(join(imageDir, 'views/layout.html')));
+    assert.ok(!existsSync(join(imageDir, 'node_modules')));
   });
 
   test('serves /healthz and discovery on PORT, with the config from GUESTLIST_CONFIG_YAML', async () => {

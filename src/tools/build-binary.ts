@@ -1,32 +1,19 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleApp, ROOT } from './bundle.ts';
 
 // `npm run build:binary`: one self-contained executable, dist/guestlist, made with Node's single
 // executable applications. Node 24 runs only a CommonJS main there, so esbuild bundles the app
 // into one CommonJS file; views/, static/ and package.json ride along as SEA assets.
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
+const root = ROOT;
 const out = join(root, 'dist');
 const work = join(out, 'sea');
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
-await build({
-  entryPoints: [join(root, 'src/main.ts')],
-  outfile: join(work, 'guestlist.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node24',
-  minify: true,
-  keepNames: true,
-  legalComments: 'none',
-  // import.meta is only read when not running as the executable (src/assets.ts).
-  logOverride: { 'empty-import-meta': 'silent' },
-});
+await bundleApp('cjs', join(work, 'guestlist.cjs'));
 
 const assets: Record<string, string> = { 'package.json': join(root, 'package.json') };
 for (const dir of ['views', 'static']) {
