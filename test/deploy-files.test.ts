@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SERVER_FLAGS } from './bench/server-flags.ts';
 import { freePort, tempDir } from './helpers.ts';
 
 // The Dockerfile, fly.toml and the app must agree on ports, paths, the health check, the data
@@ -77,7 +78,7 @@ describe('Dockerfile and fly.toml agree with the app', () => {
 
   test('the image runs as a non-root user and starts the built entry point', () => {
     assert.deepEqual(dockerInstruction('USER'), ['node']);
-    assert.match(dockerInstruction('CMD').join(' '), /"dist\/main\.js", "serve"/);
+    assert.deepEqual(JSON.parse(dockerInstruction('CMD').at(-1)!), ['node', ...SERVER_FLAGS, 'dist/main.js', 'serve']);
     assert.match(dockerfile, /FROM node:24-/);
   });
 });
@@ -98,7 +99,7 @@ describe('the production build, started as the image starts it', () => {
     for (const [, from, to] of finalStage.matchAll(/^COPY (?:--from=build \/app\/)?(\S+) (\S+)$/gm)) {
       cpSync(join(root, from!), to!.endsWith('/') ? join(imageDir, to!, from!) : join(imageDir, to!), { recursive: true });
     }
-    proc = spawn(process.execPath, [join(imageDir, 'dist/main.js'), 'serve'], {
+    proc = spawn(process.execPath, [...SERVER_FLAGS, join(imageDir, 'dist/main.js'), 'serve'], {
       cwd: imageDir,
       env: {
         PATH: process.env.PATH,
