@@ -1,0 +1,21 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+
+// The benchmark is run by hand (npm run bench) and its figures are never asserted; this only
+// keeps it working: a tiny run must print its table and a JSON line with every figure.
+test('npm run bench runs end to end and prints its table and JSON line', () => {
+  const run = spawnSync(process.execPath, [new URL('./bench/run.ts', import.meta.url).pathname], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, BENCH_LOGINS: '30', BENCH_FLOOD: '200', BENCH_STARTS: '1' },
+    timeout: 120_000,
+  });
+  assert.equal(run.status, 0, run.stderr);
+  const lines = run.stdout.trim().split('\n');
+  assert.match(lines[0]!, /^guestlist benchmark: Node 24\./);
+  assert.ok(lines.some((l) => l.startsWith('| cold start to first discovery 200')));
+  const figures = JSON.parse(lines.at(-1)!) as { rss_mb: Record<string, number>; logins: Record<string, number>; cold_start_ms: Record<string, number>; rs256: Record<string, number> };
+  for (const group of [figures.rss_mb, figures.logins, figures.cold_start_ms, figures.rs256]) {
+    for (const [k, v] of Object.entries(group)) assert.ok(Number.isFinite(v) && v > 0, `${k} = ${v}`);
+  }
+});
