@@ -51,6 +51,10 @@ export interface Config {
   tailscale?: TailscaleConfig;
   plex?: PlexConfig;
   branding: BrandingConfig;
+  /** Requests per client IP per minute; 0 turns a limit off. */
+  rate_limits: { interaction: number; token: number };
+  /** A header that a proxy in front sets to the client's IP (Fly-Client-IP); trusted only if set. */
+  client_ip_header?: string;
   /** Only the built-in demo sets this; no key in a config file can. */
   demo: boolean;
 }
@@ -59,6 +63,7 @@ export const DEFAULT_TAILSCALE_SOCKET = '/var/run/tailscale/tailscaled.sock';
 export const DEFAULT_LISTEN = '127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_BRANDING: BrandingConfig = { title: 'guestlist' };
+export const DEFAULT_RATE_LIMITS = { interaction: 60, token: 300 };
 
 /** Every problem found in a config, each naming the key path, so one run shows them all. */
 export class ConfigError extends Error {
@@ -145,7 +150,7 @@ function substituteEnv(value: unknown, path: string, env: Env, problems: string[
   return value;
 }
 
-const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale', 'plex', 'branding'];
+const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale', 'plex', 'branding', 'rate_limits', 'client_ip_header'];
 const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups', 'sources'];
 const TAILSCALE_KEYS = ['socket', 'allow_tagged', 'serve_headers'];
 const PLEX_KEYS = ['server_id', 'server_ids', 'product', 'api_url', 'app_url'];
@@ -177,12 +182,21 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
   const tailscale = raw.tailscale === undefined ? undefined : validateTailscale(raw.tailscale, problems);
   const plex = raw.plex === undefined ? undefined : validatePlex(raw.plex, problems);
   const branding = validateBranding(raw.branding, problems);
+  const rate_limits = validateRateLimits(raw.rate_limits, problems);
+  const client_ip_header = optionalString(raw.client_ip_header, 'client_ip_header', problems);
+  if (client_ip_header && !/^[A-Za-z0-9-]+$/.test(client_ip_header)) problems.push(`client_ip_header: "${client_ip_header}" is not a header name`);
+  if (client_ip_header && /^x-forwarded-for$/i.test(client_ip_header)) {
+    problems.push('client_ip_header: X-Forwarded-For carries whatever the client sent first; use the header your proxy sets itself (Fly-Client-IP, CF-Connecting-IP, X-Real-IP)');
+  }
 
   if (configured.length === 0) {
     problems.push('no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults) or a "plex:" section');
   }
   if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
-  return { issuer, listen, data_dir, clients, groups, ...(tailscale ? { tailscale } : {}), ...(plex ? { plex } : {}), branding, demo: false };
+  return {
+    issuer, listen, data_dir, clients, groups, ...(tailscale ? { tailscale } : {}), ...(plex ? { plex } : {}), branding, rate_limits,
+    ...(client_ip_header ? { client_ip_header } : {}), demo: false,
+  };
 }
 
 function validateIssuer(value: unknown, problems: string[]): string | undefined {
@@ -426,6 +440,25 @@ function validateBranding(value: unknown, problems: string[]): BrandingConfig {
     ...(background_image ? { background_image } : {}),
     ...(stylesheet ? { stylesheet } : {}),
   };
+}
+
+function validateRateLimits(value: unknown, problems: string[]): Config['rate_limits'] {
+  if (value === undefined || value === null) return { ...DEFAULT_RATE_LIMITS };
+  if (!isObject(value)) {
+    problems.push('rate_limits: must be a mapping such as {interaction: 60, token: 300}');
+    return { ...DEFAULT_RATE_LIMITS };
+  }
+  unknownKeys(value, ['interaction', 'token'], 'rate_limits', problems);
+  const limit = (key: 'interaction' | 'token') => {
+    const v = value[key];
+    if (v === undefined) return DEFAULT_RATE_LIMITS[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+      problems.push(`rate_limits.${key}: must be a whole number of requests per minute (0 turns it off), not ${JSON.stringify(v)}`);
+      return DEFAULT_RATE_LIMITS[key];
+    }
+    return v;
+  };
+  return { interaction: limit('interaction'), token: limit('token') };
 }
 
 function unknownKeys(obj: Record<string, unknown>, known: string[], at: string, problems: string[]): void {

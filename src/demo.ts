@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_TAILSCALE_SOCKET, type Config } from './config.ts';
+import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_RATE_LIMITS, DEFAULT_TAILSCALE_SOCKET, type Config } from './config.ts';
 import { escapeHtml, Html, type Pages } from './pages.ts';
 
 // `npm start` with no config: guestlist on localhost with a built-in relying party at `/`, so a
@@ -31,6 +31,7 @@ export function demoConfig(env: Record<string, string | undefined> = process.env
     groups: { demo: ['ada@example.com'] },
     tailscale: { socket: env.TAILSCALE_SOCKET || DEFAULT_TAILSCALE_SOCKET, allow_tagged: false, serve_headers: false },
     branding: { ...DEFAULT_BRANDING },
+    rate_limits: { ...DEFAULT_RATE_LIMITS },
     demo: true,
   };
 }

@@ -14,6 +14,7 @@ import { brandingStyles } from './branding.ts';
 import { createPages, preloadViews, type Pages } from './pages.ts';
 import { createPinBindings } from './plex-pins.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
+import { rateLimits } from './rate-limits.ts';
 import { securityHeaders } from './security-headers.ts';
 import { demoSource } from './sources/demo.ts';
 import type { AmbientSource } from './sources/source.ts';
@@ -63,6 +64,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   // The Plex page talks to plex.tv from the browser (to create and watch its PIN).
   provider.use(securityHeaders(config.issuer, config.plex ? [new URL(config.plex.api_url).origin] : []));
   provider.use(healthz());
+  provider.use(rateLimits(config, pages));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
   provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins: createPinBindings(), accounts, clients, log, pages }));

@@ -67,6 +67,8 @@ export interface TestEnvOptions {
   /** Configure Plex sign-in against the fake plex.tv. */
   plex?: boolean;
   branding?: Partial<BrandingConfig>;
+  rate_limits?: Config['rate_limits'];
+  client_ip_header?: string;
   clients?: ClientConfig[];
   groups?: Record<string, string[]>;
   issuer?: string;
@@ -92,6 +94,9 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     ...(options.tailscale === null ? {} : { tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false, ...options.tailscale } }),
     ...(options.plex ? { plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth` } } : {}),
     branding: { ...DEFAULT_BRANDING, ...options.branding },
+    // Many logins from one address in a few seconds: limits are off unless a test turns them on.
+    rate_limits: options.rate_limits ?? { interaction: 0, token: 0 },
+    ...(options.client_ip_header ? { client_ip_header: options.client_ip_header } : {}),
     demo: false,
   };
   const logs: Record<string, unknown>[] = [];

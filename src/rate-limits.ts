@@ -1,0 +1,66 @@
+import { isIP } from 'node:net';
+import type { Context, Middleware } from 'koa';
+import { LRUCache } from 'lru-cache';
+import type { Config } from './config.ts';
+import type { Pages } from './pages.ts';
+
+// Per-client-IP limits on the endpoints worth abusing: the sign-in pages (each asks tailscaled
+// or plex.tv something) and the token endpoint (client secrets). A fixed one-minute window per
+// IP, counted in a bounded cache, so a flood of addresses cannot grow memory either.
+
+const WINDOW_MS = 60_000;
+
+/**
+ * The client's address: the TCP peer, or, only when the config says a proxy in front sets it
+ * (Fly's Fly-Client-IP, say), that header. Never X-Forwarded-For, which anyone can send.
+ */
+export function clientIp(ctx: Context, header: string | undefined): string {
+  if (header) {
+    const value = ctx.get(header).split(',')[0]!.trim();
+    if (isIP(value)) return value;
+  }
+  return ctx.req.socket.remoteAddress ?? 'unknown';
+}
+
+export function rateLimits(config: Config, pages: Pages): Middleware {
+  const { interaction, token } = config.rate_limits;
+  const counts = new LRUCache<string, { n: number; resetAt: number }>({ max: 50_000 });
+
+  /** True when this request is over the limit; sets the 429 answer. */
+  function over(ctx: Context, bucket: string, limit: number): boolean {
+    if (limit <= 0) return false;
+    const key = `${bucket} ${clientIp(ctx, config.client_ip_header)}`;
+    const now = Date.now();
+    let entry = counts.get(key);
+    if (!entry || entry.resetAt <= now) {
+      entry = { n: 0, resetAt: now + WINDOW_MS };
+      counts.set(key, entry, { ttl: WINDOW_MS });
+    }
+    entry.n++;
+    if (entry.n <= limit) return false;
+    const retryAfter = Math.max(1, Math.ceil((entry.resetAt - now) / 1000));
+    ctx.status = 429;
+    ctx.set('Retry-After', String(retryAfter));
+    ctx.set('Cache-Control', 'no-store');
+    return true;
+  }
+
+  return async (ctx, next) => {
+    if (ctx.path === '/token' && ctx.method === 'POST') {
+      if (over(ctx, 'token', token)) {
+        ctx.body = { error: 'temporarily_unavailable', error_description: 'too many token requests from this address; retry later' };
+        return;
+      }
+    } else if (ctx.path.startsWith('/interaction/')) {
+      if (over(ctx, 'interaction', interaction)) {
+        ctx.type = 'html';
+        ctx.body = pages.render('message', 'Too many attempts', {
+          heading: 'Too many sign-in attempts',
+          message: `There have been too many sign-in attempts from your network. Wait ${ctx.response.get('Retry-After')} seconds and try again.`,
+        });
+        return;
+      }
+    }
+    return next();
+  };
+}
