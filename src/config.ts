@@ -113,8 +113,15 @@ export function parseConfig(text: string, env: Env = process.env, source = 'conf
   if (doc.errors.length > 0) {
     throw new ConfigError(source, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   }
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // Aliases that point nowhere or expand without end are only found here, not by the parser.
+    throw new ConfigError(source, [`YAML: ${(err as Error).message.split('\n')[0]}`]);
+  }
   const envProblems: string[] = [];
-  const raw = substituteEnv(doc.toJS(), '', env, envProblems);
+  const raw = substituteEnv(data, '', env, envProblems);
   const problems: string[] = [];
   const config = validate(raw, env, problems);
   // A value whose variable is unset is reported once, for the variable, not again as empty.

@@ -98,6 +98,12 @@ clients:
     assert.deepEqual(found, ['no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults) or a "plex:" section']);
   });
 
+  test('a dangling alias and an alias bomb are YAML errors, not crashes (found by the fuzz test)', () => {
+    assert.match(problems('*-')[0]!, /^YAML: /);
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `${'bcdefghi'[i]}: &${'bcdefghi'[i]} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(', ')}]`)].join('\n');
+    assert.match(problems(bomb)[0]!, /^YAML: .*(alias|Excessive)/i);
+  });
+
   test('broken YAML and a non-mapping document are reported, not thrown', () => {
     assert.match(problems('issuer: [unclosed')[0]!, /^YAML: /);
     assert.match(problems('- just\n- a list')[0]!, /must be a mapping/);
