@@ -63,10 +63,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     } catch (err) {
       if (!(err instanceof errors.SessionNotFound)) throw err;
       if (action === 'plex/pin') return json(ctx, 400, { error: 'This sign-in has expired. Go back to the app and start again.' });
-      return page(400, 'message', 'Sign-in expired', {
-        heading: 'This sign-in has expired',
-        message: 'It was started too long ago, or in another browser, or guestlist restarted since. Go back to the app you were signing in to and start again.',
-      });
+      return expiredPage(ctx, clients, pages);
     }
     const uid = details.uid;
     const clientId = String(details.params.client_id);
@@ -215,4 +212,43 @@ async function readPinId(ctx: Context): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+const APP_COOKIE = 'guestlist_app';
+
+/**
+ * Remember, in the browser, which app a sign-in started from, so that when the sign-in itself
+ * is gone (it expired, or guestlist restarted in the middle) the page can lead back to that app.
+ * It names a configured client and nothing more; a forged one changes only a link.
+ */
+export function rememberApp(clients: Map<string, ClientConfig>): Middleware {
+  return async (ctx, next) => {
+    if (ctx.path === '/auth' && ctx.method === 'GET') {
+      const clientId = ctx.query.client_id;
+      if (typeof clientId === 'string' && clients.has(clientId)) {
+        ctx.cookies.set(APP_COOKIE, clientId, { httpOnly: true, sameSite: 'lax', maxAge: 3600_000, signed: false, secure: ctx.secure, overwrite: true });
+      }
+    }
+    return next();
+  };
+}
+
+/** The origin of an app's first redirect URI: as close to "the app" as a config knows. */
+function appHome(client: ClientConfig): string | undefined {
+  const url = URL.parse(client.redirect_uris[0] ?? '');
+  return url && (url.protocol === 'https:' || url.protocol === 'http:') ? `${url.origin}/` : undefined;
+}
+
+export function expiredPage(ctx: Context, clients: Map<string, ClientConfig>, pages: Pages): void {
+  const client = clients.get(ctx.cookies.get(APP_COOKIE, { signed: false }) ?? '');
+  const home = client ? appHome(client) : undefined;
+  ctx.status = 400;
+  ctx.type = 'html';
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = pages.render(home ? 'expired-app' : 'message', 'Sign-in expired', {
+    heading: 'This sign-in has expired',
+    message: 'It was started too long ago, or in another browser, or guestlist restarted since. Go back to the app you were signing in to and start again.',
+    client: client?.name,
+    home,
+  });
 }

@@ -1,4 +1,5 @@
-import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { expiredPage } from './interactions.ts';
 import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
 import type { LruStorage } from './adapter.ts';
 import type { ClientConfig, Config } from './config.ts';
@@ -114,7 +115,9 @@ export function createProvider({ config, keys, storage, accounts, log, pages, am
       await grant.save();
       return grant;
     },
-    renderError: async (ctx, out) => {
+    renderError: async (ctx, out, error) => {
+      // A resume whose sign-in is gone (expired, or lost in a restart) is not the app's fault.
+      if (error instanceof errors.SessionNotFound) return expiredPage(ctx, clients, pages);
       ctx.type = 'html';
       ctx.body = pages.render('error', 'Sign-in problem', {
         heading: 'This sign-in request was not accepted',

@@ -7,7 +7,7 @@ import { readAsset } from './assets.ts';
 import { createLruStorage, type LruStorage } from './adapter.ts';
 import type { Config } from './config.ts';
 import { demoRoutes } from './demo.ts';
-import { interactionRoutes } from './interactions.ts';
+import { interactionRoutes, rememberApp } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
 import { brandingStyles } from './branding.ts';
@@ -28,6 +28,8 @@ export interface ServerOptions {
   whoisTimeoutMs?: number;
   /** How long to wait for each plex.tv call before failing closed. */
   plexTimeoutMs?: number;
+  /** How long a client may take to send its request headers (tests shorten it). */
+  headersTimeoutMs?: number;
 }
 
 export const VERSION = (JSON.parse(readAsset('package.json').toString('utf8')) as { version: string }).version;
@@ -43,7 +45,7 @@ export interface RunningServer {
 
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLogger();
-  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'demo', 'demo-result', 'plex']);
+  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'demo', 'demo-result', 'plex', 'expired-app']);
   const pages = createPages(config.branding);
   const keys = await loadOrCreateKeys(config.data_dir, (file) => log('info', 'created a new secret file', { file }));
   const storage = createLruStorage();
@@ -65,15 +67,21 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   provider.use(securityHeaders(config.issuer, config.plex ? [new URL(config.plex.api_url).origin] : []));
   provider.use(healthz());
   provider.use(rateLimits(config, pages));
+  provider.use(rememberApp(clients));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
   provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins: createPinBindings(), accounts, clients, log, pages }));
   provider.use(config.demo ? demoRoutes(config, pages) : home(config, pages));
 
-  const server = createServer(provider.callback());
-  server.keepAliveTimeout = 5_000;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const server = createServer({
+    headersTimeout,
+    requestTimeout: Math.max(headersTimeout, 30_000),
+    keepAliveTimeout: 5_000,
+    connectionsCheckingInterval: Math.min(5_000, headersTimeout),
+    maxHeaderSize: 16 * 1024,
+  }, provider.callback());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => {

@@ -76,6 +76,7 @@ export interface TestEnvOptions {
   issuerHost?: string;
   whoisTimeoutMs?: number;
   plexTimeoutMs?: number;
+  headersTimeoutMs?: number;
   listenHost?: string;
 }
 
@@ -104,6 +105,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
     whoisTimeoutMs: options.whoisTimeoutMs ?? 1000,
     plexTimeoutMs: options.plexTimeoutMs ?? 1000,
+    ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
   });
   const env: TestEnv = {
     issuer: config.issuer,
