@@ -184,7 +184,7 @@ describe('Plex sign-in', () => {
     assert.match(back.body, /cancelled or has not finished/);
   });
 
-  for (const [fault, text] of [['http-500', /Plex is not answering/], ['http-429', /Plex is not answering/], ['hang', /Plex is not answering/], ['http-401', /Plex did not confirm your sign-in/]] as const) {
+  for (const [fault, text] of [['http-500', /Plex is not answering/], ['http-429', /Plex is not answering/], ['hang', /Plex is not answering/], ['garbage', /Plex is not answering/], ['http-401', /Plex did not confirm your sign-in/]] as const) {
     test(`plex.tv answering ${fault} fails closed with a 503 page that is not "not on the guest list"`, async () => {
       const p = await openPlexPage(env);
       const { pin } = await createAndBindPin(env, p);

@@ -60,7 +60,7 @@ interface Pin {
   createdByBrowser: boolean;
 }
 
-export type PlexFault = 'http-500' | 'http-401' | 'http-429' | 'hang';
+export type PlexFault = 'http-500' | 'http-401' | 'http-429' | 'hang' | 'garbage';
 
 export class FakePlex {
   url = '';
@@ -165,6 +165,10 @@ export class FakePlex {
       if (fault === 'http-500') return json(res, 500, { errors: [{ code: 1900, message: 'Internal server error', status: 500 }] });
       if (fault === 'http-401') return json(res, 401, { errors: [{ code: 1001, message: 'User could not be authenticated', status: 401 }] });
       if (fault === 'http-429') return json(res, 429, { errors: [{ code: 1003, message: 'API rate limit exceeded' }] });
+      if (fault === 'garbage') {
+        res.writeHead(200, { 'Content-Type': 'text/html' });
+        return void res.end('<html><body>Maintenance</body></html>');
+      }
     }
     if (!(req.headers.accept ?? '').includes('application/json')) {
       res.writeHead(406, { 'Content-Type': 'text/plain' });
