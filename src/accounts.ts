@@ -12,19 +12,23 @@ export interface Account {
 }
 
 export interface AccountStore {
-  remember(identity: Identity): Account;
-  find(accountId: string): Account | undefined;
+  remember(identity: Identity): Promise<Account>;
+  find(accountId: string): Promise<Account | undefined>;
+}
+
+export function accountFor(identity: Identity, groups: Record<string, string[]>): Account {
+  return { accountId: accountIdFor(identity), identity, groups: groupsFor(identity, groups) };
 }
 
 export function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number, max = 10_000): AccountStore {
   const cache = new LRUCache<string, Account>({ max, ttl: ttlSeconds * 1000, updateAgeOnGet: false });
   return {
-    remember(identity) {
-      const account = { accountId: accountIdFor(identity), identity, groups: groupsFor(identity, groups) };
+    async remember(identity) {
+      const account = accountFor(identity, groups);
       cache.set(account.accountId, account);
       return account;
     },
-    find: (accountId) => cache.get(accountId),
+    find: async (accountId) => cache.get(accountId),
   };
 }
 

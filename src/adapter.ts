@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 
 // oidc-provider's state (pending logins, sessions, codes, tokens) lives here, in memory.
 // Each model gets its own cache, bounded both by entry count and by bytes, so a flood of one kind
@@ -79,6 +79,9 @@ export function createLruStorage(bounds: Record<string, ModelBound> = MODEL_BOUN
         const json = store.get(id);
         if (json === undefined) return;
         const payload = JSON.parse(json) as AdapterPayload;
+        // Two redemptions of one code racing through find() both saw it unconsumed; only the
+        // first to get here wins (oidc-provider consumes before it issues any token).
+        if (payload.consumed) throw new errors.InvalidGrant('authorization code already consumed');
         payload.consumed = Math.floor(Date.now() / 1000);
         store.set(id, JSON.stringify(payload), { noUpdateTTL: true });
       },

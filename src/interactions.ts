@@ -102,7 +102,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
 
     /** The person is known: let them in if this client allows them, else say why not. */
     const signIn = async (identity: Identity, source: string) => {
-      const account = accounts.remember(identity);
+      const account = await accounts.remember(identity);
       if (!mayUseClient(account, client)) {
         throw new Refusal('not-allowed', 'You are not on the guest list',
           `You are signed in as ${identity.login}, but that account is not allowed into ${client.name}. Ask whoever runs it to add you.`);
@@ -156,15 +156,15 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     if (action === 'plex/pin') {
       const pinId = await readPinId(ctx);
       if (pinId === undefined) return json(ctx, 400, { error: 'Expected a JSON body {"id": <PIN id>}.' });
-      if (!pins.bind(uid, pinId)) return json(ctx, 409, { error: 'This Plex PIN was already used. Start again.' });
+      if (!(await pins.bind(uid, pinId))) return json(ctx, 409, { error: 'This Plex PIN was already used. Start again.' });
       try {
         const pin = await plexHere.readPin(pinId);
         if (pin.state === 'pending') return json(ctx, 204);
-        pins.release(uid);
+        await pins.release(uid);
         // A PIN approved before it was offered to this login was approved for someone else's.
         return json(ctx, 409, { error: pin.state === 'approved' ? 'This Plex PIN was already approved. Start again.' : 'This Plex PIN has expired. Start again.' });
       } catch (err) {
-        pins.release(uid);
+        await pins.release(uid);
         if (!(err instanceof Refusal)) throw err;
         log('warn', 'plex unavailable', { detail: 'detail' in err ? err.detail : err.message });
         return json(ctx, 503, { error: err.message });
@@ -172,7 +172,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     }
 
     // plex/finish and plex/return: the same check, made here with our own client identifier.
-    const pinId = pins.boundTo(uid);
+    const pinId = await pins.boundTo(uid);
     if (pinId === undefined) return showPlex(400, 'Start the Plex sign-in again.');
     try {
       const pin = await plexHere.readPin(pinId);
@@ -181,7 +181,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
           ? 'The Plex sign-in was cancelled or has not finished. Try again.'
           : 'Plex has not confirmed the sign-in yet. Try again.');
       }
-      pins.release(uid);
+      await pins.release(uid);
       if (pin.state === 'expired') {
         log('info', 'login', { outcome: 'refused', reason: 'expired', source: 'plex', client_id: clientId });
         return showPlex(400, 'That Plex sign-in expired before it was finished. Start again.');

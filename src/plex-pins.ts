@@ -7,10 +7,10 @@ import { LRUCache } from 'lru-cache';
 
 export interface PinBindings {
   /** Bind a PIN to an interaction; false if this PIN was bound before, to any interaction. */
-  bind(interactionUid: string, pinId: number): boolean;
-  boundTo(interactionUid: string): number | undefined;
+  bind(interactionUid: string, pinId: number): Promise<boolean>;
+  boundTo(interactionUid: string): Promise<number | undefined>;
   /** The login is over, one way or the other: the PIN serves no one any more. */
-  release(interactionUid: string): void;
+  release(interactionUid: string): Promise<void>;
 }
 
 export function createPinBindings(max = 5_000): PinBindings {
@@ -18,13 +18,13 @@ export function createPinBindings(max = 5_000): PinBindings {
   const byInteraction = new LRUCache<string, number>({ max, ttl: 30 * 60_000 });
   const everBound = new LRUCache<number, true>({ max: max * 4, ttl: 60 * 60_000 });
   return {
-    bind(uid, pinId) {
+    async bind(uid, pinId) {
       if (everBound.has(pinId)) return false;
       everBound.set(pinId, true);
       byInteraction.set(uid, pinId);
       return true;
     },
-    boundTo: (uid) => byInteraction.get(uid),
-    release: (uid) => void byInteraction.delete(uid),
+    boundTo: async (uid) => byInteraction.get(uid),
+    release: async (uid) => void byInteraction.delete(uid),
   };
 }

@@ -92,7 +92,7 @@ export function createProvider({ config, keys, storage, accounts, log, pages, am
       policy: loginPolicy(),
     },
     async findAccount(_ctx, sub) {
-      const account = accounts.find(sub);
+      const account = await accounts.find(sub);
       if (!account) return undefined;
       return { accountId: sub, claims: () => ({ ...claimsFor(account), sub }) };
     },
@@ -135,10 +135,10 @@ export function createProvider({ config, keys, storage, accounts, log, pages, am
   function loginPolicy() {
     const { Check, base } = interactionPolicy;
     const policy = base();
-    policy.get('login')!.checks.add(new Check('identity_recheck', 'the identity must be verified again for this client', (ctx: KoaContextWithOIDC) => {
+    policy.get('login')!.checks.add(new Check('identity_recheck', 'the identity must be verified again for this client', async (ctx: KoaContextWithOIDC) => {
       const { oidc } = ctx;
       if (oidc.result?.login || !oidc.session?.accountId) return Check.NO_NEED_TO_PROMPT;
-      const account = accounts.find(oidc.session.accountId);
+      const account = await accounts.find(oidc.session.accountId);
       const client = clients.get(oidc.client!.clientId);
       if (!account || !client || !mayUseClient(account, client) || ambientSources.has(account.identity.source)) {
         return Check.REQUEST_PROMPT;

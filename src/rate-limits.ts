@@ -22,22 +22,36 @@ export function clientIp(ctx: Context, header: string | undefined): string {
   return ctx.req.socket.remoteAddress ?? 'unknown';
 }
 
-export function rateLimits(config: Config, pages: Pages): Middleware {
+/** Hits per key in the current window; in memory, or in Redis when instances share state. */
+export interface RateCounter {
+  hit(key: string, windowMs: number): Promise<{ count: number; resetAt: number }>;
+}
+
+export function memoryRateCounter(max = 50_000): RateCounter {
+  const counts = new LRUCache<string, { n: number; resetAt: number }>({ max });
+  return {
+    async hit(key, windowMs) {
+      const now = Date.now();
+      let entry = counts.get(key);
+      if (!entry || entry.resetAt <= now) {
+        entry = { n: 0, resetAt: now + windowMs };
+        counts.set(key, entry, { ttl: windowMs });
+      }
+      entry.n++;
+      return { count: entry.n, resetAt: entry.resetAt };
+    },
+  };
+}
+
+export function rateLimits(config: Config, pages: Pages, counter: RateCounter = memoryRateCounter()): Middleware {
   const { interaction, token } = config.rate_limits;
-  const counts = new LRUCache<string, { n: number; resetAt: number }>({ max: 50_000 });
 
   /** True when this request is over the limit; sets the 429 answer. */
-  function over(ctx: Context, bucket: string, limit: number): boolean {
+  async function over(ctx: Context, bucket: string, limit: number): Promise<boolean> {
     if (limit <= 0) return false;
-    const key = `${bucket} ${clientIp(ctx, config.client_ip_header)}`;
     const now = Date.now();
-    let entry = counts.get(key);
-    if (!entry || entry.resetAt <= now) {
-      entry = { n: 0, resetAt: now + WINDOW_MS };
-      counts.set(key, entry, { ttl: WINDOW_MS });
-    }
-    entry.n++;
-    if (entry.n <= limit) return false;
+    const entry = await counter.hit(`${bucket} ${clientIp(ctx, config.client_ip_header)}`, WINDOW_MS);
+    if (entry.count <= limit) return false;
     const retryAfter = Math.max(1, Math.ceil((entry.resetAt - now) / 1000));
     ctx.status = 429;
     ctx.set('Retry-After', String(retryAfter));
@@ -47,12 +61,12 @@ export function rateLimits(config: Config, pages: Pages): Middleware {
 
   return async (ctx, next) => {
     if (ctx.path === '/token' && ctx.method === 'POST') {
-      if (over(ctx, 'token', token)) {
+      if (await over(ctx, 'token', token)) {
         ctx.body = { error: 'temporarily_unavailable', error_description: 'too many token requests from this address; retry later' };
         return;
       }
     } else if (ctx.path.startsWith('/interaction/')) {
-      if (over(ctx, 'interaction', interaction)) {
+      if (await over(ctx, 'interaction', interaction)) {
         ctx.type = 'html';
         ctx.body = pages.render('message', 'Too many attempts', {
           heading: 'Too many sign-in attempts',

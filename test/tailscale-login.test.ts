@@ -241,3 +241,18 @@ async function tokenRequest(env: TestEnv, c: { client_id: string; client_secret:
   });
   return { status: res.status, json: await res.json() as Record<string, string> };
 }
+
+describe('one code, two redemptions at the same instant', () => {
+  test('yield exactly one token', async () => {
+    const env = await startTestEnv();
+    try {
+      const config = await discover(env, HEADSCALE);
+      const url = client.buildAuthorizationUrl(config, { redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid' });
+      const code = (await new Browser(env).walk(url)).redirectedTo!.searchParams.get('code')!;
+      const results = await Promise.all(Array.from({ length: 5 }, () => tokenRequest(env, HEADSCALE, { code })));
+      assert.deepEqual(results.map((r) => r.status).sort(), [200, 400, 400, 400, 400]);
+    } finally {
+      await env.close();
+    }
+  });
+});
