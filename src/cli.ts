@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, parseConfig, type Config } from './config.ts';
 import { isAbsolute, resolve } from 'node:path';
 import { demoConfig } from './demo.ts';
-import { KeyFileError, ROTATION_GRACE_MS, rotateSigningKey } from './keys.ts';
+import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
+import { StorageUnavailable } from './redis-storage.ts';
 import { createLogger, type Logger } from './log.ts';
 import { startServer, type RunningServer } from './server.ts';
 
@@ -18,6 +19,9 @@ Usage:
   guestlist keys rotate --config FILE
                                     start signing with a new key; the old one stays
                                     published for 24 hours (restart guestlist after)
+  guestlist keys init --config FILE
+                                    create the signing keys and cookie secrets in data_dir
+                                    now (to copy to every instance that shares storage)
 
 The config file may also be given as GUESTLIST_CONFIG. PORT overrides the listen port.
 `;
@@ -58,6 +62,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     return clientAdd(rest[1]!, parsed.values['redirect-uri'] ?? [], file, parsed.values.issuer, io);
   }
   if (command === 'keys' && sub === 'rotate') return keysRotate(file, io);
+  if (command === 'keys' && sub === 'init') return keysInit(file, io);
   if (rest.length > 0 || (command !== 'serve' && command !== 'check')) {
     io.err(`unknown command: ${parsed.positionals.join(' ')}\n\n${USAGE}`);
     return 2;
@@ -97,7 +102,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') io.err(`cannot listen on ${config.listen.host}:${config.listen.port}: the port is already in use (set PORT or "listen" to another)\n`);
     else if (e.code === 'EACCES' && e.syscall === 'listen') io.err(`cannot listen on ${config.listen.host}:${config.listen.port}: permission denied\n`);
-    else if (e instanceof KeyFileError) io.err(`${e.message}\n`);
+    else if (e instanceof KeyFileError || e instanceof StorageUnavailable) io.err(`${e.message}\n`);
     else if (e.code === 'EACCES' || e.code === 'EROFS') io.err(`cannot use data_dir ${config.data_dir}: ${e.message}\n`);
     else throw err;
     return 1;
@@ -203,4 +208,18 @@ function configFromEnvironment(text: string, env: CliIo['env']): Config {
     data_dir: near(config.data_dir),
     ...(config.tailscale ? { tailscale: { ...config.tailscale, socket: near(config.tailscale.socket) } } : {}),
   };
+}
+
+async function keysInit(file: string | undefined, io: CliIo): Promise<number> {
+  const config = await loadForCommand(file, io);
+  if (typeof config === 'number') return config;
+  const created: string[] = [];
+  await loadOrCreateKeys(config.data_dir, { onCreate: (f) => created.push(f) });
+  io.out(`${created.length ? `Created ${created.join(' and ')}.` : `The keys already exist in ${config.data_dir}.`}
+Give every instance the same ${SIGNING_KEYS_FILE} and ${COOKIE_SECRETS_FILE} (a volume seeded once), or
+set GUESTLIST_SIGNING_KEYS and GUESTLIST_COOKIE_SECRETS to their contents, e.g.
+  fly secrets set GUESTLIST_SIGNING_KEYS="$(cat ${config.data_dir}/${SIGNING_KEYS_FILE})" \\
+                  GUESTLIST_COOKIE_SECRETS="$(cat ${config.data_dir}/${COOKIE_SECRETS_FILE})"
+`);
+  return 0;
 }

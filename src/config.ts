@@ -55,6 +55,8 @@ export interface Config {
   rate_limits: { interaction: number; token: number };
   /** A header that a proxy in front sets to the client's IP (Fly-Client-IP); trusted only if set. */
   client_ip_header?: string;
+  /** redis:// or rediss:// URL of a store shared by several instances; in memory when unset. */
+  storage?: string;
   /** Only the built-in demo sets this; no key in a config file can. */
   demo: boolean;
 }
@@ -157,7 +159,7 @@ function substituteEnv(value: unknown, path: string, env: Env, problems: string[
   return value;
 }
 
-const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale', 'plex', 'branding', 'rate_limits', 'client_ip_header'];
+const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale', 'plex', 'branding', 'rate_limits', 'client_ip_header', 'storage'];
 const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups', 'sources'];
 const TAILSCALE_KEYS = ['socket', 'allow_tagged', 'serve_headers'];
 const PLEX_KEYS = ['server_id', 'server_ids', 'product', 'api_url', 'app_url'];
@@ -191,6 +193,10 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
   const branding = validateBranding(raw.branding, problems);
   const rate_limits = validateRateLimits(raw.rate_limits, problems);
   const client_ip_header = optionalString(raw.client_ip_header, 'client_ip_header', problems);
+  const storage = optionalString(raw.storage, 'storage', problems);
+  if (storage !== undefined && !/^rediss?:\/\/[^\s]+$/.test(storage)) {
+    problems.push('storage: must be a redis:// or rediss:// URL, e.g. redis://localhost:6379 (leave it out to keep state in memory)');
+  }
   if (client_ip_header && !/^[A-Za-z0-9-]+$/.test(client_ip_header)) problems.push(`client_ip_header: "${client_ip_header}" is not a header name`);
   if (client_ip_header && /^x-forwarded-for$/i.test(client_ip_header)) {
     problems.push('client_ip_header: X-Forwarded-For carries whatever the client sent first; use the header your proxy sets itself (Fly-Client-IP, CF-Connecting-IP, X-Real-IP)');
@@ -202,7 +208,7 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
   if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
   return {
     issuer, listen, data_dir, clients, groups, ...(tailscale ? { tailscale } : {}), ...(plex ? { plex } : {}), branding, rate_limits,
-    ...(client_ip_header ? { client_ip_header } : {}), demo: false,
+    ...(client_ip_header ? { client_ip_header } : {}), ...(storage ? { storage } : {}), demo: false,
   };
 }
 

@@ -23,6 +23,12 @@ export class KeyFileError extends Error {
   }
 }
 
+function sharedKeysMissing(path: string): string {
+  return `${path} does not exist, and with shared storage every instance must sign with the same keys, so guestlist will not make its own. `
+    + 'Create them once (guestlist keys init --config FILE), then give every instance the same two files in its data_dir '
+    + '(a volume seeded once), or set GUESTLIST_SIGNING_KEYS and GUESTLIST_COOKIE_SECRETS to their contents (secrets).';
+}
+
 /** How long a replaced signing key stays published, so tokens it signed still verify. */
 export const ROTATION_GRACE_MS = 24 * 3600 * 1000;
 
@@ -32,11 +38,38 @@ interface SigningKeysFile {
   retired?: Record<string, string>;
 }
 
-export async function loadOrCreateKeys(dataDir: string, onCreate: (file: string) => void = () => {}): Promise<KeyMaterial> {
+export interface KeyOptions {
+  /** Log that a file was created. */
+  onCreate?: (file: string) => void;
+  /**
+   * Instances that share a store must share keys too, so they never make their own: the keys come
+   * from GUESTLIST_SIGNING_KEYS / GUESTLIST_COOKIE_SECRETS or from files already in data_dir.
+   */
+  shared?: boolean;
+  env?: Record<string, string | undefined>;
+}
+
+export async function loadOrCreateKeys(dataDir: string, options: KeyOptions | ((file: string) => void) = {}): Promise<KeyMaterial> {
+  const { onCreate = () => {}, shared = false, env = {} } = typeof options === 'function' ? { onCreate: options } : options;
+  if (env.GUESTLIST_SIGNING_KEYS || env.GUESTLIST_COOKIE_SECRETS) {
+    if (!env.GUESTLIST_SIGNING_KEYS || !env.GUESTLIST_COOKIE_SECRETS) {
+      throw new KeyFileError('set both GUESTLIST_SIGNING_KEYS and GUESTLIST_COOKIE_SECRETS (the contents of signing-keys.json and cookie-secrets.json), or neither');
+    }
+    const fromEnv = (name: string) => {
+      try {
+        return JSON.parse(env[name]!) as unknown;
+      } catch {
+        throw new KeyFileError(`${name} is not valid JSON: it must hold the contents of the matching file in data_dir`);
+      }
+    };
+    const file = parseSigningKeys(fromEnv('GUESTLIST_SIGNING_KEYS'), 'GUESTLIST_SIGNING_KEYS');
+    return { signingKeys: liveKeys(file, Date.now()), cookieSecrets: parseCookieSecrets(fromEnv('GUESTLIST_COOKIE_SECRETS'), 'GUESTLIST_COOKIE_SECRETS') };
+  }
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
 
   const keysPath = join(dataDir, SIGNING_KEYS_FILE);
   let file = await readJson(keysPath, parseSigningKeys);
+  if (!file && shared) throw new KeyFileError(sharedKeysMissing(keysPath));
   if (!file) {
     file = { keys: [await generateSigningKey()] };
     await writeFileAtomic(keysPath, `${JSON.stringify(file, null, 2)}\n`);
@@ -45,6 +78,7 @@ export async function loadOrCreateKeys(dataDir: string, onCreate: (file: string)
 
   const secretsPath = join(dataDir, COOKIE_SECRETS_FILE);
   let cookieSecrets = await readJson(secretsPath, parseCookieSecrets);
+  if (!cookieSecrets && shared) throw new KeyFileError(sharedKeysMissing(secretsPath));
   if (!cookieSecrets) {
     cookieSecrets = [randomBytes(32).toString('base64url')];
     await writeFileAtomic(secretsPath, `${JSON.stringify({ secrets: cookieSecrets }, null, 2)}\n`);

@@ -1,5 +1,6 @@
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { expiredPage } from './interactions.ts';
+import { StorageUnavailable, storageDownMessage } from './redis-storage.ts';
 import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
 import type { LruStorage } from './adapter.ts';
 import type { ClientConfig, Config } from './config.ts';
@@ -118,6 +119,12 @@ export function createProvider({ config, keys, storage, accounts, log, pages, am
     renderError: async (ctx, out, error) => {
       // A resume whose sign-in is gone (expired, or lost in a restart) is not the app's fault.
       if (error instanceof errors.SessionNotFound) return expiredPage(ctx, clients, pages);
+      if (error instanceof StorageUnavailable) {
+        ctx.status = 503;
+        ctx.type = 'html';
+        ctx.body = pages.render('message', 'Try again shortly', storageDownMessage);
+        return;
+      }
       ctx.type = 'html';
       ctx.body = pages.render('error', 'Sign-in problem', {
         heading: 'This sign-in request was not accepted',

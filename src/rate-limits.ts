@@ -50,7 +50,12 @@ export function rateLimits(config: Config, pages: Pages, counter: RateCounter = 
   async function over(ctx: Context, bucket: string, limit: number): Promise<boolean> {
     if (limit <= 0) return false;
     const now = Date.now();
-    const entry = await counter.hit(`${bucket} ${clientIp(ctx, config.client_ip_header)}`, WINDOW_MS);
+    let entry: { count: number; resetAt: number };
+    try {
+      entry = await counter.hit(`${bucket} ${clientIp(ctx, config.client_ip_header)}`, WINDOW_MS);
+    } catch {
+      return false; // the shared store is down: the login itself will say so; do not add to it
+    }
     if (entry.count <= limit) return false;
     const retryAfter = Math.max(1, Math.ceil((entry.resetAt - now) / 1000));
     ctx.status = 429;

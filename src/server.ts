@@ -14,7 +14,8 @@ import { brandingStyles } from './branding.ts';
 import { createPages, preloadViews, type Pages } from './pages.ts';
 import { createPinBindings } from './plex-pins.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
-import { rateLimits } from './rate-limits.ts';
+import { memoryRateCounter, rateLimits } from './rate-limits.ts';
+import { connectSharedState, StorageUnavailable, storageDownMessage } from './redis-storage.ts';
 import { securityHeaders } from './security-headers.ts';
 import { demoSource } from './sources/demo.ts';
 import type { AmbientSource } from './sources/source.ts';
@@ -30,6 +31,8 @@ export interface ServerOptions {
   plexTimeoutMs?: number;
   /** How long a client may take to send its request headers (tests shorten it). */
   headersTimeoutMs?: number;
+  /** Where GUESTLIST_SIGNING_KEYS / GUESTLIST_COOKIE_SECRETS are read from (process.env). */
+  env?: Record<string, string | undefined>;
 }
 
 export const VERSION = (JSON.parse(readAsset('package.json').toString('utf8')) as { version: string }).version;
@@ -47,9 +50,16 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const log = options.log ?? createLogger();
   preloadViews(['error', 'message', 'refused', 'logout', 'home', 'demo', 'demo-result', 'plex', 'expired-app']);
   const pages = createPages(config.branding);
-  const keys = await loadOrCreateKeys(config.data_dir, (file) => log('info', 'created a new secret file', { file }));
-  const storage = createLruStorage();
-  const accounts = createAccountStore(config.groups, TTL.Session);
+  const keys = await loadOrCreateKeys(config.data_dir, {
+    onCreate: (file) => log('info', 'created a new secret file', { file }),
+    shared: config.storage !== undefined,
+    env: options.env ?? process.env,
+  });
+  // In memory by default; in Redis when several instances must share logins in flight.
+  const shared = config.storage ? await connectSharedState(config.storage, config.groups, TTL.Session, log) : undefined;
+  const storage: LruStorage = shared ? { adapterFor: shared.adapterFor, sizes: () => ({}), purgeStale: () => {} } : createLruStorage();
+  const accounts = shared?.accounts ?? createAccountStore(config.groups, TTL.Session);
+  const pins = shared?.pins ?? createPinBindings();
 
   const tailscale = config.tailscale ? tailscaleSource(config.tailscale, options.whoisTimeoutMs) : undefined;
   const ambient: AmbientSource[] = config.demo ? [demoSource(tailscale)] : tailscale ? [tailscale] : [];
@@ -66,11 +76,11 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   // The Plex page talks to plex.tv from the browser (to create and watch its PIN).
   provider.use(securityHeaders(config.issuer, config.plex ? [new URL(config.plex.api_url).origin] : []));
   provider.use(healthz());
-  provider.use(rateLimits(config, pages));
+  provider.use(rateLimits(config, pages, shared?.counter ?? memoryRateCounter()));
   provider.use(rememberApp(clients));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
-  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins: createPinBindings(), accounts, clients, log, pages }));
+  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins, accounts, clients, log, pages }));
   provider.use(config.demo ? demoRoutes(config, pages) : home(config, pages));
 
   // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.
@@ -99,11 +109,14 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     issuer: config.issuer,
     server,
     storage,
-    close: () => new Promise<void>((resolve) => {
+    close: async () => {
       clearInterval(purge);
-      server.close(() => resolve());
-      server.closeIdleConnections();
-    }),
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await shared?.close();
+    },
   };
 }
 
@@ -130,6 +143,13 @@ function errorPages(log: Logger, pages: Pages): Middleware {
     try {
       await next();
     } catch (err) {
+      if (err instanceof StorageUnavailable) {
+        log('error', 'storage unavailable', { path: ctx.path, err: err.message });
+        ctx.status = 503;
+        ctx.type = 'html';
+        ctx.body = pages.render('message', 'Try again shortly', storageDownMessage);
+        return;
+      }
       log('error', 'unhandled error', { path: ctx.path, err: (err as Error).message, stack: (err as Error).stack });
       ctx.status = 500;
       ctx.type = 'html';

@@ -1,0 +1,178 @@
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import { accountFor, type AccountStore } from './accounts.ts';
+import type { Logger } from './log.ts';
+import type { PinBindings } from './plex-pins.ts';
+import type { RateCounter } from './rate-limits.ts';
+
+// Shared state for more than one instance, in Redis (or Valkey): everything a login needs across
+// requests, so any instance can take any step. Each value expires by its own TTL (Redis expiry).
+// Loaded only when the config names `storage:`; otherwise nothing here is imported.
+
+type Client = Awaited<ReturnType<typeof connect>>;
+
+/** The shared store cannot be reached: logins fail with a page saying so, and recover with it. */
+export class StorageUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StorageUnavailable';
+  }
+}
+
+/** The page a person sees while the shared store is away. */
+export const storageDownMessage = {
+  heading: 'Sign-in is unavailable for a moment',
+  message: 'guestlist cannot reach the storage it shares with its other instances, so it cannot sign anyone in right now. It recovers by itself when the storage is back: try again in a minute.',
+};
+
+const PREFIX = 'guestlist:';
+// Models whose entries belong to a grant and go when it is revoked (see adapter.ts).
+const GRANT_BOUND = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+const CLOCK_TOLERANCE_MS = 15_000;
+
+async function connect(url: string, log: Logger) {
+  const { createClient } = await import('@redis/client');
+  let connected = false;
+  const client = createClient({
+    url,
+    // While Redis is away, fail each command at once (a page says so) rather than queue it.
+    disableOfflineQueue: true,
+    socket: {
+      connectTimeout: 3000,
+      // At start-up, give up after a few tries with a clear error; once running, keep trying.
+      reconnectStrategy: (retries: number, cause: Error) => (!connected && retries >= 3 ? cause : Math.min(100 * 2 ** retries, 2000)),
+    },
+  });
+  let down = false;
+  client.on('error', (err: Error) => {
+    if (!down) log('error', 'storage unreachable', { storage: redact(url), err: err.message });
+    down = true;
+  });
+  client.on('ready', () => {
+    if (down) log('info', 'storage reachable again', { storage: redact(url) });
+    down = false;
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new StorageUnavailable(`cannot reach Redis at ${redact(url)}: ${(err as Error).message || (err as Error).name}`);
+  }
+  connected = true;
+  return client;
+}
+
+/** The URL without its password, for logs and errors. */
+export function redact(url: string): string {
+  const u = URL.parse(url);
+  if (!u) return 'redis://(unparseable)';
+  if (u.password) u.password = '***';
+  return u.href;
+}
+
+async function guard<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof errors.OIDCProviderError) throw err;
+    throw new StorageUnavailable(`shared storage: ${(err as Error).message || (err as Error).name}`);
+  }
+}
+
+export interface SharedState {
+  adapterFor(model: string): Adapter;
+  accounts: AccountStore;
+  pins: PinBindings;
+  counter: RateCounter;
+  close(): Promise<void>;
+}
+
+export async function connectSharedState(url: string, groups: Record<string, string[]>, sessionTtlSeconds: number, log: Logger): Promise<SharedState> {
+  const client: Client = await connect(url, log);
+  const key = (model: string, id: string) => `${PREFIX}${model}:${id}`;
+
+  function adapterFor(model: string): Adapter {
+    const find = (id: string) => guard(async () => {
+      // The consumed mark lives beside the payload, so consuming is one atomic SET NX.
+      const [json, consumed] = await client.mGet([key(model, id), `${key(model, id)}:consumed`]);
+      if (!json) return undefined;
+      const payload = JSON.parse(json) as AdapterPayload;
+      if (consumed) payload.consumed = Number(consumed);
+      return payload;
+    });
+    return {
+      upsert: (id, payload, expiresIn) => guard(async () => {
+        const ttl = expiresIn && expiresIn > 0 ? expiresIn * 1000 + CLOCK_TOLERANCE_MS : undefined;
+        const tx = client.multi();
+        tx.set(key(model, id), JSON.stringify(payload), ttl ? { PX: ttl } : {});
+        if (model === 'Session' && payload.uid) tx.set(key('uid', payload.uid), id, ttl ? { PX: ttl } : {});
+        if (GRANT_BOUND.has(model) && payload.grantId) {
+          const members = key('grant', payload.grantId);
+          tx.sAdd(members, key(model, id));
+          if (ttl) tx.pExpire(members, ttl, 'GT');
+          if (ttl) tx.pExpire(members, ttl, 'NX');
+        }
+        await tx.exec();
+      }),
+      find,
+      findByUid: (uid) => guard(async () => {
+        const id = await client.get(key('uid', uid));
+        return id ? find(id) : undefined;
+      }),
+      findByUserCode: async () => undefined, // the device flow is not enabled
+      consume: (id) => guard(async () => {
+        const ttl = await client.pTTL(key(model, id));
+        if (ttl === -2) return;
+        const won = await client.set(`${key(model, id)}:consumed`, String(Math.floor(Date.now() / 1000)), { NX: true, ...(ttl > 0 ? { PX: ttl } : {}) });
+        // Another instance (or request) consumed it first: no second token from one code.
+        if (won === null) throw new errors.InvalidGrant('authorization code already consumed');
+      }),
+      destroy: (id) => guard(async () => {
+        if (model === 'Session') {
+          const payload = await find(id);
+          if (payload?.uid) await client.del(key('uid', payload.uid));
+        }
+        await client.del([key(model, id), `${key(model, id)}:consumed`]);
+      }),
+      revokeByGrantId: (grantId) => guard(async () => {
+        const members = await client.sMembers(key('grant', grantId));
+        await client.del([...members, ...members.map((m) => `${m}:consumed`), key('grant', grantId)]);
+      }),
+    };
+  }
+
+  const accounts: AccountStore = {
+    remember: (identity) => guard(async () => {
+      const account = accountFor(identity, groups);
+      await client.set(key('account', account.accountId), JSON.stringify(account), { EX: sessionTtlSeconds });
+      return account;
+    }),
+    find: (accountId) => guard(async () => {
+      const json = await client.get(key('account', accountId));
+      return json ? JSON.parse(json) : undefined;
+    }),
+  };
+
+  const pins: PinBindings = {
+    bind: (uid, pinId) => guard(async () => {
+      const fresh = await client.set(key('pin-bound', String(pinId)), uid, { NX: true, PX: 60 * 60_000 });
+      if (fresh === null) return false;
+      await client.set(key('pin', uid), String(pinId), { PX: 30 * 60_000 });
+      return true;
+    }),
+    boundTo: (uid) => guard(async () => {
+      const pin = await client.get(key('pin', uid));
+      return pin ? Number(pin) : undefined;
+    }),
+    release: (uid) => guard(async () => void (await client.del(key('pin', uid)))),
+  };
+
+  const counter: RateCounter = {
+    hit: (name, windowMs) => guard(async () => {
+      const k = key('rate', name);
+      const [count, , ttl] = await client.multi().incr(k).pExpire(k, windowMs, 'NX').pTTL(k).exec() as unknown as [number, number, number];
+      return { count, resetAt: Date.now() + Math.max(ttl, 0) };
+    }),
+  };
+
+  return { adapterFor, accounts, pins, counter, close: async () => void (await client.close()) };
+}
