@@ -69,12 +69,21 @@ export function redact(url: string): string {
   return u.href;
 }
 
+// A Redis that is up but stalled would otherwise hold every request open.
+const OPERATION_TIMEOUT_MS = 2000;
+
 async function guard<T>(work: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StorageUnavailable(`shared storage: no answer within ${OPERATION_TIMEOUT_MS} ms`)), OPERATION_TIMEOUT_MS);
+  });
   try {
-    return await work();
+    return await Promise.race([work(), timeout]);
   } catch (err) {
-    if (err instanceof errors.OIDCProviderError) throw err;
+    if (err instanceof errors.OIDCProviderError || err instanceof StorageUnavailable) throw err;
     throw new StorageUnavailable(`shared storage: ${(err as Error).message || (err as Error).name}`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

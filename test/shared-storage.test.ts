@@ -189,6 +189,25 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
     for (const s of servers) assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
   });
 
+  test('Redis stalled (up but not answering): a 503 page within seconds, and recovery after', async () => {
+    const c = await rp();
+    const url = client.buildAuthorizationUrl(c, { redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid' });
+    redis.proc!.kill('SIGSTOP');
+    try {
+      const stalled = await new Browser(env, ALICE).walk(url);
+      assert.equal(stalled.status, 503);
+      assert.match(stalled.body, /cannot reach the storage/);
+    } finally {
+      redis.proc!.kill('SIGCONT');
+    }
+    for (let i = 0; ; i++) {
+      const walk = await new Browser(env, ALICE).walk(url);
+      if (walk.redirectedTo?.searchParams.get('code')) break;
+      assert.ok(i < 100, `no recovery: HTTP ${walk.status}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
   test('Redis unreachable at start-up is a clear error, not a hang', async () => {
     const port = await freePort();
     await assert.rejects(
