@@ -21,6 +21,7 @@ export const TTL = {
 } as const;
 
 const SCOPES = ['openid', 'email', 'profile', 'groups'];
+const AMBIENT_SESSION_TTL = 15 * 60;
 
 export interface ProviderDeps {
   config: Config;
@@ -35,6 +36,7 @@ export interface ProviderDeps {
 
 export function createProvider({ config, keys, storage, accounts, log, pages, ambientSources }: ProviderDeps): Provider {
   const clients = new Map<string, ClientConfig>(config.clients.map((c) => [c.client_id, c]));
+  const isAmbient = (accountId: string | undefined) => ambientSources.has((accountId ?? '').split(':')[0]!);
 
   const configuration: Configuration = {
     adapter: (model: string) => storage.adapterFor(model),
@@ -73,7 +75,13 @@ export function createProvider({ config, keys, storage, accounts, log, pages, am
     conformIdTokenClaims: false,
     enabledJWA: { idTokenSigningAlgValues: ['RS256'] },
     pkce: { required: (_ctx, client) => clients.get(client.clientId)?.require_pkce ?? false },
-    ttl: { ...TTL },
+    ttl: {
+      ...TTL,
+      // A zero-click identity is verified afresh at every authorization anyway, so its session only
+      // has to outlive the code exchange and the app's userinfo call: keep it (and memory) short.
+      Session: (_ctx, session) => (isAmbient(session.accountId) ? AMBIENT_SESSION_TTL : TTL.Session),
+      Grant: (_ctx, grant) => (isAmbient(grant.accountId) ? AMBIENT_SESSION_TTL : TTL.Grant),
+    },
     features: {
       devInteractions: { enabled: false },
       userinfo: { enabled: true },

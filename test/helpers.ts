@@ -185,6 +185,10 @@ export class Browser {
     throw new Error(`too many redirects: ${visited.join(' -> ')}`);
   }
 
+  cookie(name: string): string | undefined {
+    return this.cookies.find((c) => c.name === name)?.value;
+  }
+
   /** POST as a page would (same-origin fetch or form), then follow any redirect like walk(). */
   async post(url: string | URL, body: string, contentType: string): Promise<BrowserResult> {
     const target = new URL(url, this.env.issuer);

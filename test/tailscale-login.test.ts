@@ -171,6 +171,14 @@ describe('zero-click Tailscale sign-in', () => {
     assert.match(String(page.headers['content-security-policy']), /default-src 'none'/);
   });
 
+  test('a zero-click session is kept only 15 minutes: the next authorization re-checks anyway', async () => {
+    const browser = new Browser(env);
+    assert.ok((await login(env, { browser })).tokens);
+    const session = await env.server.storage.adapterFor('Session').find(browser.cookie('_session')!);
+    assert.ok(session, 'the session is stored under its cookie value');
+    assert.ok((session.exp as number) - (session.iat as number) <= 15 * 60, `lifetime ${(session.exp as number) - (session.iat as number)} s`);
+  });
+
   test('each login outcome is logged once, with no code, token or secret', async () => {
     const before = env.logs.length;
     const { tokens } = await login(env);
