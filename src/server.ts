@@ -92,13 +92,18 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     connectionsCheckingInterval: Math.min(5_000, headersTimeout),
     maxHeaderSize: 16 * 1024,
   }, provider.callback());
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    await shared?.close(); // or its connection would keep a failed start from exiting
+    throw err;
+  }
   const purge = setInterval(() => storage.purgeStale(), 60_000);
   purge.unref();
 
