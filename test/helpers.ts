@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as client from 'openid-client';
 import { DEFAULT_BRANDING, type BrandingConfig, type Config, type ClientConfig, type TailscaleConfig } from '../src/config.ts';
+import { loadOrCreateKeys } from '../src/keys.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { ALICE, FakeTailscaled, type FakeDevice } from './fakes/tailscaled.ts';
 import { FakePlex, SERVER_ID } from './fakes/plex.ts';
@@ -54,6 +55,8 @@ export interface TestEnv {
   server: RunningServer;
   tailscaled: FakeTailscaled;
   plex: FakePlex;
+  /** Every running instance (two when the suite runs against shared Redis). */
+  servers?: () => RunningServer[];
   dataDir: string;
   logs: Record<string, unknown>[];
   config: Config;
@@ -101,26 +104,46 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     demo: false,
   };
   const logs: Record<string, unknown>[] = [];
-  const start = () => startServer(config, {
+  // GUESTLIST_TEST_REDIS_URL (set by two-instances.test.ts) runs every environment as two
+  // instances sharing that Redis, with each request of a login sent to the next one in turn.
+  const redisUrl = process.env.GUESTLIST_TEST_REDIS_URL;
+  const instances = redisUrl ? [config, { ...config, listen: { ...config.listen, port: await freePort() } }] : [config];
+  if (redisUrl) {
+    config.storage = redisUrl;
+    await loadOrCreateKeys(config.data_dir); // made once, shared by both, as a seeded volume would be
+    instances[1]!.storage = redisUrl;
+  }
+  const startOne = (c: Config) => startServer(c, {
     log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
     whoisTimeoutMs: options.whoisTimeoutMs ?? 1000,
     plexTimeoutMs: options.plexTimeoutMs ?? 1000,
     ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
+    env: {},
   });
+  let running: RunningServer[] = [];
+  const start = async () => {
+    running = [];
+    for (const c of instances) running.push(await startOne(c));
+    if (running.length === 1) return running[0]!;
+    let next = 0;
+    // A stand-in for a load balancer: `url` names the next instance each time it is read.
+    return { ...running[0]!, get url() { return running[next++ % running.length]!.url; } } as RunningServer;
+  };
   const env: TestEnv = {
     issuer: config.issuer,
     server: await start(),
+    servers: () => running,
     tailscaled,
     plex,
     dataDir: config.data_dir,
     logs,
     config,
     async restart() {
-      await env.server.close();
+      for (const s of running) await s.close();
       env.server = await start();
     },
     async close() {
-      await env.server.close();
+      for (const s of running) await s.close();
       await tailscaled.stop();
       await plex.stop();
       await rm(dir, { recursive: true, force: true });
@@ -254,10 +277,21 @@ export interface LoginOptions {
   browser?: Browser;
 }
 
-export async function discover(env: { issuer: string }, c: ClientConfig, auth: 'basic' | 'post' = 'basic'): Promise<client.Configuration> {
-  return client.discovery(new URL(env.issuer), c.client_id, c.client_secret,
+export async function discover(env: { issuer: string; servers?: () => RunningServer[] }, c: ClientConfig, auth: 'basic' | 'post' = 'basic'): Promise<client.Configuration> {
+  const config = await client.discovery(new URL(env.issuer), c.client_id, c.client_secret,
     auth === 'basic' ? client.ClientSecretBasic(c.client_secret) : client.ClientSecretPost(c.client_secret),
     { execute: [client.allowInsecureRequests] });
+  const servers = env.servers?.() ?? [];
+  if (servers.length > 1) {
+    // The relying party's token and userinfo calls, too, go to each instance in turn.
+    let next = 0;
+    config[client.customFetch] = (url, options) => {
+      const target = new URL(url);
+      target.host = new URL(servers[next++ % servers.length]!.url).host;
+      return fetch(target, options as RequestInit);
+    };
+  }
+  return config;
 }
 
 /** A relying party's whole login with openid-client: authorize, the browser's walk, code exchange. */
