@@ -97,7 +97,9 @@ describe('the production build, started as the image starts it', () => {
     // Copy what the final stage of the Dockerfile copies, from where the build leaves it.
     const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     for (const [, from, to] of finalStage.matchAll(/^COPY (?:--from=build \/app\/)?(\S+) (\S+)$/gm)) {
-      cpSync(join(root, from!), to!.endsWith('/') ? join(imageDir, to!, from!) : join(imageDir, to!), { recursive: true });
+      // dist/ may also hold `npm run build:binary`'s products, which the image's build stage never makes.
+      const notBinary = (path: string) => !/[\\/]dist[\\/](guestlist|sea)$/.test(path);
+      cpSync(join(root, from!), to!.endsWith('/') ? join(imageDir, to!, from!) : join(imageDir, to!), { recursive: true, filter: notBinary });
     }
     proc = spawn(process.execPath, [...SERVER_FLAGS, join(imageDir, 'dist/main.js'), 'serve'], {
       cwd: imageDir,
@@ -136,6 +138,32 @@ describe('the production build, started as the image starts it', () => {
     assert.equal(meta.token_endpoint, 'https://auth.example.com/token');
     const page = await fetch(`http://127.0.0.1:${port}/static/guestlist.css`);
     assert.equal(page.status, 200);
+  });
+
+  test('labels every kind of response as the unbundled server does (the bundle carries a slimmed mime-db)', async () => {
+    const base = `http://127.0.0.1:${port}`;
+    const type = async (path: string, init?: RequestInit) => {
+      const res = await fetch(`${base}${path}`, { redirect: 'manual', ...init });
+      await res.arrayBuffer();
+      return res.headers.get('content-type');
+    };
+    assert.equal(await type('/.well-known/openid-configuration'), 'application/json; charset=utf-8');
+    assert.equal(await type('/jwks'), 'application/jwk-set+json; charset=utf-8');
+    assert.equal(await type('/'), 'text/html; charset=utf-8');
+    assert.equal(await type('/static/guestlist.css'), 'text/css; charset=utf-8');
+    assert.equal(await type('/static/plex.js'), 'text/javascript; charset=utf-8');
+    assert.equal(await type('/static/favicon.svg'), 'image/svg+xml');
+    // oidc-provider's errors: negotiated with accepts ('json' or 'html'), and a JSON one at /token
+    // (which also reads an x-www-form-urlencoded body through type-is).
+    assert.equal(await type('/auth?client_id=nobody'), 'text/html; charset=utf-8');
+    assert.equal(await type('/me', { headers: { accept: 'text/html' } }), 'text/html; charset=utf-8');
+    assert.equal(await type('/me', { headers: { accept: '*/*' } }), 'application/json; charset=utf-8');
+    const token = await fetch(`${base}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=authorization_code&code=x&client_id=app&client_secret=wrong-secret-0123' });
+    assert.equal(token.headers.get('content-type'), 'application/json; charset=utf-8');
+    assert.equal(((await token.json()) as { error: string }).error, 'invalid_client');
+    // oidc-provider's list-formatted messages are built lazily in the bundle; they still read right.
+    const missing = await fetch(`${base}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'client_id=app&client_secret=abcdefghijklmnop0123' });
+    assert.deepEqual(await missing.json(), { error: 'invalid_request', error_description: "missing required parameter 'grant_type'" });
   });
 
   test('stops with exit code 0 on the fly.toml kill signal', async () => {

@@ -1,15 +1,23 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
-// guestlist as one JavaScript file. Loading one file instead of a few hundred modules is most
-// of a cold start (Fly wakes a stopped machine on a login), and the result needs no node_modules.
+// guestlist as bundled JavaScript. Loading one file instead of a few hundred modules is most of a
+// cold start (Fly wakes a stopped machine on a login), and the result needs no node_modules.
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export async function bundleApp(format: 'esm' | 'cjs', outfile: string): Promise<void> {
+/**
+ * The ESM build (dist/, for the image and `npm start` in production) is split at dynamic
+ * imports: dist/main.js is a few lines that turn on V8's compile cache before the app's chunk is
+ * loaded (a cache enabled from inside one big file is too late for that file), and the Redis
+ * client becomes a chunk of its own that only `storage: redis://` loads. The CommonJS build (for
+ * the single executable, which takes one script) stays one file.
+ */
+export async function bundleApp(format: 'esm' | 'cjs', out: string): Promise<void> {
   await build({
     entryPoints: [`${ROOT}src/main.ts`],
-    outfile,
+    ...(format === 'esm' ? { outdir: out, splitting: true, entryNames: '[name]', chunkNames: '[name]-[hash]' } : { outfile: out }),
     bundle: true,
     platform: 'node',
     format,
@@ -17,6 +25,7 @@ export async function bundleApp(format: 'esm' | 'cjs', outfile: string): Promise
     minify: true,
     keepNames: true,
     legalComments: 'none',
+    plugins: [slimMimeDb, lazyListFormat],
     // Dependencies written as CommonJS (koa, cookies) call require(); give the ESM bundle one.
     ...(format === 'esm' ? { banner: { js: "import { createRequire as __guestlistRequire } from 'node:module'; const require = __guestlistRequire(import.meta.url);" } } : {}),
     // In the CommonJS bundle import.meta is empty; it is only read outside the executable.
@@ -24,3 +33,56 @@ export async function bundleApp(format: 'esm' | 'cjs', outfile: string): Promise
     logLevel: 'warning',
   });
 }
+
+/**
+ * The media types guestlist's responses and request checks name, by type or by extension
+ * (koa's `ctx.type = 'html'`, a string body's 'text', a Buffer's 'bin', `ctx.accepts('json',
+ * 'html')`, oidc-provider's JWT and JWK set types, our static files). test/deploy-files checks
+ * the bundle's Content-Type headers against these.
+ */
+export const MEDIA_TYPES = [
+  'text/html', 'text/plain', 'text/css', 'text/javascript', 'application/javascript',
+  'application/json', 'application/octet-stream', 'application/x-www-form-urlencoded',
+  'application/jwt', 'application/jwk-set+json', 'application/token-introspection+jwt',
+  'image/svg+xml', 'image/png', 'image/x-icon', 'image/vnd.microsoft.icon',
+];
+
+/**
+ * mime-db is 2,500 media types (two copies: koa's and accepts'), parsed into objects at start-up
+ * and resident for good; guestlist only ever names the few above. Same entries, fewer of them.
+ */
+const slimMimeDb: Plugin = {
+  name: 'slim-mime-db',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]mime-db[\\/]db\.json$/ }, (args) => {
+      const db = JSON.parse(readFileSync(args.path, 'utf8')) as Record<string, unknown>;
+      const kept = Object.fromEntries(MEDIA_TYPES.filter((t) => t in db).map((t) => [t, db[t]]));
+      return { contents: JSON.stringify(kept), loader: 'json' };
+    });
+  },
+};
+
+/**
+ * oidc-provider builds two Intl.ListFormat objects when it is imported, for error messages
+ * ("missing required parameters 'a' and 'b'"). Creating the first one maps ICU's locale data:
+ * about 6.5 MB of RSS for the life of the process. Build them on first use instead; the
+ * messages are unchanged. The build fails if the file no longer reads as expected.
+ */
+const lazyListFormat: Plugin = {
+  name: 'lazy-list-format',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]oidc-provider[\\/]lib[\\/]helpers[\\/]formatters\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      let replaced = 0;
+      const contents = source.replace(
+        /const (conjunction|disjunction) = new Intl\.ListFormat\('en', \{ type: '(conjunction|disjunction)' \}\);/g,
+        (_all, name: string, type: string) => {
+          replaced++;
+          return `let ${name}Format; const ${name} = { format: (list) => (${name}Format ??= new Intl.ListFormat('en', { type: '${type}' })).format(list) };`;
+        },
+      );
+      if (replaced !== 2) throw new Error(`${args.path} changed: expected two Intl.ListFormat to defer, found ${replaced}`);
+      return { contents, loader: 'js' };
+    });
+  },
+};
