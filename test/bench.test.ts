@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 test('npm run bench runs end to end and prints its table and JSON line', () => {
   const run = spawnSync(process.execPath, [new URL('./bench/run.ts', import.meta.url).pathname], {
     encoding: 'utf8',
-    env: { PATH: process.env.PATH, BENCH_LOGINS: '30', BENCH_FLOOD: '200', BENCH_STARTS: '1' },
+    env: { PATH: process.env.PATH, BENCH_LOGINS: '30', BENCH_FLOOD: '200', BENCH_STARTS: '1', BENCH_IDLE_MS: '300' },
     timeout: 120_000,
   });
   assert.equal(run.status, 0, run.stderr);

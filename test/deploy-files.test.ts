@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SERVER_FLAGS } from './bench/server-flags.ts';
+import { SERVER_FLAGS } from '../src/tools/node-flags.ts';
 import { freePort, tempDir } from './helpers.ts';
 
 // The Dockerfile, fly.toml and the app must agree on ports, paths, the health check, the data

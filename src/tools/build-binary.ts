@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleApp, ROOT } from './bundle.ts';
+import { SERVER_FLAGS } from './node-flags.ts';
 
 // `npm run build:binary`: one self-contained executable, dist/guestlist, made with Node's single
 // executable applications. Node 24 runs only a CommonJS main there, so esbuild bundles the app
@@ -24,6 +25,8 @@ writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
   output: join(work, 'guestlist.blob'),
   disableExperimentalSEAWarning: true,
   useCodeCache: true,
+  // The production Node flags, as the Docker image passes them (NODE_OPTIONS still adds to them).
+  execArgv: SERVER_FLAGS,
   assets,
 }, null, 2));
 execFileSync(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')], { stdio: 'inherit' });
