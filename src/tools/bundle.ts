@@ -8,7 +8,7 @@ import { build, type Plugin } from 'esbuild';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
- * The ESM build (dist/, for the image and `npm start` in production) is split at dynamic
+ * The ESM build (dist/, which the image and the `guestlist` bin run) is split at dynamic
  * imports: dist/main.js is a few lines that turn on V8's compile cache before the app's chunk is
  * loaded (a cache enabled from inside one big file is too late for that file), and the Redis
  * client becomes a chunk of its own that only `storage: redis://` loads. The CommonJS build (for
@@ -38,9 +38,9 @@ export async function bundleApp(format: 'esm' | 'cjs', out: string): Promise<voi
  * The media types guestlist's responses and request checks name, by type or by extension
  * (koa's `ctx.type = 'html'`, a string body's 'text', a Buffer's 'bin', `ctx.accepts('json',
  * 'html')`, oidc-provider's JWT and JWK set types, our static files). test/deploy-files checks
- * the bundle's Content-Type headers against these.
+ * the Content-Type of each kind of response the bundle sends.
  */
-export const MEDIA_TYPES = [
+const MEDIA_TYPES = [
   'text/html', 'text/plain', 'text/css', 'text/javascript', 'application/javascript',
   'application/json', 'application/octet-stream', 'application/x-www-form-urlencoded',
   'application/jwt', 'application/jwk-set+json', 'application/token-introspection+jwt',
