@@ -113,7 +113,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
 
     const refuse = (refusal: Refusal, source?: string) => {
       log('info', 'login', { outcome: 'refused', reason: refusal.reason, ...(source ? { source } : {}), client_id: clientId,
-        ...(refusal instanceof Error && 'detail' in refusal ? { detail: refusal.detail } : {}) });
+        ...(refusal.detail ? { detail: refusal.detail } : {}) });
       return page(refusal.status, 'refused', refusal.title, {
         heading: refusal.title,
         message: refusal.message,
@@ -166,7 +166,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       } catch (err) {
         await pins.release(uid);
         if (!(err instanceof Refusal)) throw err;
-        log('warn', 'plex unavailable', { detail: 'detail' in err ? err.detail : err.message });
+        log('warn', 'plex unavailable', { detail: err.detail ?? err.message });
         return json(ctx, 503, { error: err.message });
       }
     }

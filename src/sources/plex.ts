@@ -43,12 +43,9 @@ interface PlexResource {
 
 /** plex.tv did not answer usefully: fail closed, and say so differently from "not allowed". */
 export class PlexUnavailable extends Refusal {
-  /** For the log: what failed. */
-  readonly detail: string;
   constructor(detail: string) {
     super('source-unavailable', 'Plex is not answering',
-      'guestlist could not check your Plex account with plex.tv just now, so it cannot sign you in. Try again in a minute.');
-    this.detail = detail;
+      'guestlist could not check your Plex account with plex.tv just now, so it cannot sign you in. Try again in a minute.', detail);
   }
 }
 

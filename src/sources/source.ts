@@ -33,18 +33,23 @@ export type RefusalReason =
   | 'tagged-device'
   | 'source-unavailable'
   | 'expired'
-  | 'not-allowed';
+  | 'not-allowed'
+  /** The upstream answered but would not vouch for the person (plex.tv's 401 for their token). */
+  | 'not-verified';
 
 /** A sign-in that cannot happen, with the words to tell the person why and the HTTP status. */
 export class Refusal extends Error {
   readonly reason: RefusalReason;
   readonly status: number;
   readonly title: string;
-  constructor(reason: RefusalReason, title: string, message: string) {
+  /** For the log only, never the page: what failed and where (a socket path, an HTTP status, a timeout). */
+  readonly detail: string | undefined;
+  constructor(reason: RefusalReason, title: string, message: string, detail?: string) {
     super(message);
     this.name = 'Refusal';
     this.reason = reason;
     this.title = title;
+    this.detail = detail;
     this.status = reason === 'source-unavailable' ? 503 : reason === 'expired' ? 400 : 403;
   }
 }
