@@ -15,7 +15,11 @@ export interface Identity {
   email?: string;
   emailVerified: boolean;
   picture?: string;
-  /** Extra names a config's groups may list the person by (a device's tags, for instance). */
+  /**
+   * Names the source verified that a config's groups may list the person by: a Tailscale login
+   * name, a Plex username, a tagged device's tags. Never a value the person can set freely (a
+   * display name, a Plex title, an unconfirmed email).
+   */
   aliases?: string[];
   /** Groups the source itself vouches for (membership of a shared Plex server). */
   groups?: string[];

@@ -55,6 +55,7 @@ export function identityFromWhois(who: WhoisResponse, allowTagged: boolean): Ide
     // they joined; "alice@github" and "bob@passkey" are not addresses and are not claimed.
     emailVerified: email !== undefined,
     ...(user.ProfilePicURL ? { picture: user.ProfilePicURL } : {}),
+    aliases: [user.LoginName],
   };
 }
 
@@ -84,6 +85,7 @@ function identityFromServeHeaders(peer: Peer): Identity | undefined {
     ...(email ? { email } : {}),
     emailVerified: email !== undefined,
     ...(picture && /^https:\/\//.test(picture) ? { picture } : {}),
+    aliases: [login],
   };
 }
 
