@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Middleware } from 'koa';
 import { createAccountStore } from './accounts.ts';
@@ -91,7 +91,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     keepAliveTimeout: 5_000,
     connectionsCheckingInterval: Math.min(5_000, headersTimeout),
     maxHeaderSize: 16 * 1024,
-  }, provider.callback());
+  }, onlyPaths(provider.callback()));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -139,6 +139,29 @@ function pinToIssuer(issuer: string): Middleware {
     delete ctx.req.headers['x-forwarded-port'];
     delete ctx.req.headers.forwarded;
     return next();
+  };
+}
+
+/**
+ * A request line may name a whole URL (absolute-form, `GET http://evil.example/auth HTTP/1.1`,
+ * meant for proxies); koa would take that URL as the request's href, and oidc-provider builds
+ * discovery, redirects and form actions from the href. So before koa sees a request, its target
+ * becomes the path and query alone (the issuer supplies the rest, see pinToIssuer); a target
+ * that is neither (`*`, `host:port`, another scheme) is refused.
+ */
+function onlyPaths(app: (req: IncomingMessage, res: ServerResponse) => unknown) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const target = req.url ?? '';
+    const absolute = /^https?:\/\/[^/?#]*/i.exec(target);
+    if (absolute) {
+      const rest = target.slice(absolute[0].length);
+      req.url = rest.startsWith('/') ? rest : `/${rest}`;
+    } else if (!target.startsWith('/')) {
+      res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'close' });
+      res.end('Bad Request: the request target must be a path\n');
+      return;
+    }
+    void app(req, res);
   };
 }
 
