@@ -202,6 +202,9 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
     problems.push('client_ip_header: X-Forwarded-For carries whatever the client sent first; use the header your proxy sets itself (Fly-Client-IP, CF-Connecting-IP, X-Real-IP)');
   }
 
+  const serveHeaders = tailscale && listen ? serveHeadersProblem({ tailscale, listen },
+    raw.listen === undefined && env.GUESTLIST_LISTEN ? 'listen (from GUESTLIST_LISTEN, which the container image sets)' : 'listen') : undefined;
+  if (serveHeaders) problems.push(serveHeaders);
   if (configured.length === 0) {
     problems.push('no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults) or a "plex:" section');
   }
@@ -271,6 +274,20 @@ function validateListen(value: unknown, env: Env, problems: string[]): Config['l
     return undefined;
   }
   return { host, port };
+}
+
+/**
+ * `tailscale serve`'s headers are only as good as the rule that nobody else can send them: a
+ * listener that the network reaches would let anyone on it claim any tailnet identity.
+ */
+export function serveHeadersProblem(config: Pick<Config, 'tailscale' | 'listen'>, listenKey = 'listen'): string | undefined {
+  if (!config.tailscale?.serve_headers || isLoopbackHost(config.listen.host)) return undefined;
+  return `tailscale.serve_headers: true trusts identity headers that anyone who can reach guestlist could send, so it needs a loopback-only listener, but ${listenKey} is "${formatListen(config.listen)}"; `
+    + 'set listen: "127.0.0.1:8080" (tailscale serve connects from loopback) or turn serve_headers off';
+}
+
+export function formatListen(listen: Config['listen']): string {
+  return `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
 }
 
 function validateGroups(value: unknown, problems: string[]): Record<string, string[]> {

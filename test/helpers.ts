@@ -181,7 +181,10 @@ export class Browser {
     (agent as unknown as { createConnection: (o: object, cb: unknown) => Socket }).createConnection = (opts: object) => {
       const socket = createConnection(opts as unknown as Parameters<typeof createConnection>[0]);
       socket.once('connect', () => {
-        if (device && tailscaled) tailscaled.mapProxiedConnection(socket.localAddress!, socket.localPort!, device);
+        if (!device || !tailscaled) return;
+        const [address, port] = [socket.localAddress!, socket.localPort!];
+        tailscaled.mapProxiedConnection(address, port, device);
+        socket.once('close', () => tailscaled.unmapProxiedConnection(address, port));
       });
       return socket;
     };

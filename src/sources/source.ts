@@ -63,6 +63,12 @@ export interface AmbientSource {
   readonly name: string;
   /** Resolve the person behind this peer, or throw a Refusal. */
   identify(peer: Peer): Promise<Identity>;
+  /**
+   * Who is behind a peer that many people share (loopback, when tailscaled or `tailscale serve`
+   * hands us every connection from 127.0.0.1), as a key for counting their requests; undefined
+   * when the source cannot tell. Only what the source verified, never a header anyone can send.
+   */
+  network?(peer: Peer): Promise<string | undefined>;
 }
 
 export type SourceName = 'tailscale' | 'plex' | 'demo';

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { TailscaleConfig } from '../config.ts';
 import { decodeRfc2047 } from '../rfc2047.ts';
 import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from '../tailscaled.ts';
@@ -7,26 +8,62 @@ import { Refusal, type AmbientSource, type Identity, type Peer } from './source.
 // device at the other end of the TCP connection, so we ask it (whois) and never show a page.
 
 export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000): AmbientSource {
+  // One whois per request: the rate limits ask who is behind a loopback peer, then the sign-in does.
+  const asked = new WeakMap<Peer, Promise<WhoisResponse | undefined>>();
+  const lookup = (peer: Peer): Promise<WhoisResponse | undefined> => {
+    let answer = asked.get(peer);
+    if (!answer) {
+      answer = whois(config.socket, whoisAddress(peer.address, peer.port), whoisTimeoutMs);
+      asked.set(peer, answer);
+    }
+    return answer;
+  };
+
   return {
     name: 'tailscale',
     async identify(peer: Peer): Promise<Identity> {
+      // tailscaled first, always. With userspace networking every tailnet connection reaches us
+      // from 127.0.0.1, just like `tailscale serve`'s own proxy; tailscaled knows the former (its
+      // proxy mapper) and not the latter. A connection it knows is that device, whatever
+      // Tailscale-User-* headers the device itself sent.
+      let who: WhoisResponse | undefined;
+      try {
+        who = await lookup(peer);
+      } catch (err) {
+        if (!(err instanceof TailscaledUnavailable)) throw err;
+        throw new Refusal('source-unavailable', 'Tailscale is not answering',
+          'guestlist could not ask Tailscale who you are, so it cannot sign you in right now. Try again in a minute; if this keeps happening, tell whoever runs this site.',
+          err.message);
+      }
+      if (who) return identityFromWhois(who, config.allow_tagged);
+      // A loopback connection tailscaled does not know: `tailscale serve` itself (or another
+      // local process, which is why serve_headers also requires a loopback-only listener).
       if (config.serve_headers && isLoopback(peer.address)) {
         const fromHeaders = identityFromServeHeaders(peer);
         if (fromHeaders) return fromHeaders;
       }
+      throw new Refusal('not-on-tailnet', 'You are not on the tailnet',
+        'Sign-in here works only from a device connected to this Tailscale network. Connect Tailscale on this device and try again.',
+        `tailscaled does not know ${whoisAddress(peer.address, peer.port)}`);
+    },
+
+    async network(peer: Peer): Promise<string | undefined> {
+      if (!isLoopback(peer.address)) return undefined;
       let who: WhoisResponse | undefined;
       try {
-        who = await whois(config.socket, whoisAddress(peer.address, peer.port), whoisTimeoutMs);
-      } catch (err) {
-        if (!(err instanceof TailscaledUnavailable)) throw err;
-        throw new Refusal('source-unavailable', 'Tailscale is not answering',
-          'guestlist could not ask Tailscale who you are, so it cannot sign you in right now. Try again in a minute; if this keeps happening, tell whoever runs this site.');
+        who = await lookup(peer);
+      } catch {
+        return undefined; // the sign-in itself will say Tailscale is not answering
       }
-      if (!who) {
-        throw new Refusal('not-on-tailnet', 'You are not on the tailnet',
-          'Sign-in here works only from a device connected to this Tailscale network. Connect Tailscale on this device and try again.');
+      if (who) return `tailscale:node:${who.Node.StableID}`;
+      if (!config.serve_headers) return undefined;
+      if (header(peer, 'tailscale-funnel-request')) {
+        // Funnel: Serve sends exactly one X-Forwarded-For, the public client's IP.
+        const ip = header(peer, 'x-forwarded-for');
+        return ip && isIP(ip) ? ip : undefined;
       }
-      return identityFromWhois(who, config.allow_tagged);
+      const login = header(peer, 'tailscale-user-login');
+      return login ? `tailscale:user:${decodeRfc2047(login).toLowerCase()}` : undefined;
     },
   };
 }
@@ -62,20 +99,16 @@ export function identityFromWhois(who: WhoisResponse, allowTagged: boolean): Ide
 /**
  * Identity from the headers `tailscale serve` adds. Serve strips any the client sent, but only
  * on its own path: anyone who reaches our port another way could forge them, so they count only
- * when the TCP peer is loopback (where Serve connects from). Serve does not pass the numeric user
- * id, so the login name is the id here.
+ * for a loopback connection that tailscaled does not know (see identify). Serve does not pass
+ * the numeric user id, so the login name is the id here.
  */
 function identityFromServeHeaders(peer: Peer): Identity | undefined {
-  const header = (name: string) => {
-    const v = peer.headers[name];
-    return typeof v === 'string' && v !== '' ? v : undefined;
-  };
-  if (header('tailscale-funnel-request')) return undefined; // public Funnel traffic: no identity
-  const loginRaw = header('tailscale-user-login');
+  if (header(peer, 'tailscale-funnel-request')) return undefined; // public Funnel traffic: no identity
+  const loginRaw = header(peer, 'tailscale-user-login');
   if (!loginRaw) return undefined;
   const login = decodeRfc2047(loginRaw);
-  const nameRaw = header('tailscale-user-name');
-  const picture = header('tailscale-user-profile-pic');
+  const nameRaw = header(peer, 'tailscale-user-name');
+  const picture = header(peer, 'tailscale-user-profile-pic');
   const email = looksLikeEmail(login) ? login : undefined;
   return {
     source: 'tailscale',
@@ -87,6 +120,11 @@ function identityFromServeHeaders(peer: Peer): Identity | undefined {
     ...(picture && /^https:\/\//.test(picture) ? { picture } : {}),
     aliases: [login],
   };
+}
+
+function header(peer: Peer, name: string): string | undefined {
+  const v = peer.headers[name];
+  return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
 function looksLikeEmail(login: string): boolean {

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIPv4, isIPv6 } from 'node:net';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, createServer as createTcpServer, isIPv4, isIPv6, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { rm } from 'node:fs/promises';
 
 // A stand-in for tailscaled's LocalAPI that answers whois the way the real one does
@@ -14,6 +14,16 @@ import { rm } from 'node:fs/promises';
 //   proxy mapper maps an exact 127.0.0.1:<ephemeral> (userspace networking) to the tailnet peer;
 // - no match: 404 text/plain "no match for IP:port"; unknown paths: 404 "404 page not found";
 // - success: 200 application/json, tab-indented, with integer ids that may exceed 2^53.
+//
+// It also plays tailscaled's two ways of handing a tailnet connection to a local port:
+// - userspace networking (netstack's forwarder, wgengine/netstack): dial the local port from
+//   loopback, register the connection's local ip:port for whois *after* the dial and *before*
+//   any byte is copied, and unregister it when the connection closes;
+// - `tailscale serve` (ipn/ipnlocal/serve.go): an HTTP reverse proxy that deletes any
+//   Tailscale-User-* / Tailscale-Funnel-Request headers the client sent, sets them from whois
+//   (none for a tagged device; only Tailscale-Funnel-Request for Funnel traffic), sends exactly
+//   one X-Forwarded-For (the client's IP), and registers nothing: whois does not know its
+//   connections to the backend.
 
 export interface FakeUser {
   id: string; // decimal, may exceed 2^53
@@ -71,6 +81,8 @@ export class FakeTailscaled {
   private readonly proxyMap = new Map<string, string>(); // "127.0.0.1:port" -> tailnet IP
   private server: Server | undefined;
   private readonly hung = new Set<ServerResponse>();
+  private readonly proxies = new Set<TcpServer | Server>();
+  private readonly proxied = new Set<Socket>();
 
   constructor(socketPath: string, devices: FakeDevice[] = [ALICE, BOB_GITHUB, CI_RUNNER_TAGGED]) {
     this.socketPath = socketPath;
@@ -85,6 +97,12 @@ export class FakeTailscaled {
   }
 
   async stop(): Promise<void> {
+    for (const socket of this.proxied) socket.destroy();
+    for (const proxy of this.proxies) {
+      if ('closeAllConnections' in proxy) proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
+    this.proxies.clear();
     for (const res of this.hung) res.destroy();
     this.hung.clear();
     if (!this.server) return;
@@ -96,6 +114,83 @@ export class FakeTailscaled {
   /** What userspace-networking tailscaled does when it proxies a tailnet connection to us. */
   mapProxiedConnection(localAddress: string, localPort: number, device: FakeDevice): void {
     this.proxyMap.set(`${unmap(localAddress)}:${localPort}`, device.addresses[0]!);
+  }
+
+  unmapProxiedConnection(localAddress: string, localPort: number): void {
+    this.proxyMap.delete(`${unmap(localAddress)}:${localPort}`);
+  }
+
+  /**
+   * Userspace networking: every connection to the returned URL arrives at `target` from
+   * 127.0.0.1 as a connection from `device` on the tailnet, byte for byte (headers included).
+   */
+  async userspaceProxy(device: FakeDevice, target: string): Promise<string> {
+    const to = new URL(target);
+    const server = createTcpServer((client) => {
+      client.pause();
+      this.proxied.add(client);
+      const backend = connect({ host: to.hostname.replace(/^\[|\]$/g, ''), port: Number(to.port) });
+      this.proxied.add(backend);
+      let key: [string, number] | undefined;
+      backend.once('connect', () => {
+        key = [backend.localAddress!, backend.localPort!];
+        this.mapProxiedConnection(key[0], key[1], device);
+        client.pipe(backend).pipe(client);
+        client.resume();
+      });
+      const close = () => {
+        if (key) this.unmapProxiedConnection(key[0], key[1]);
+        client.destroy();
+        backend.destroy();
+        this.proxied.delete(client);
+        this.proxied.delete(backend);
+      };
+      client.on('close', close).on('error', close);
+      backend.on('close', close).on('error', close);
+    });
+    return this.listen(server);
+  }
+
+  /**
+   * `tailscale serve` in front of `target`: requests to the returned URL arrive as Serve would
+   * forward them for `from` (a tailnet device, or 'funnel' for public traffic from `funnelIp`).
+   */
+  async serveProxy(from: FakeDevice | 'funnel', target: string, funnelIp = '198.51.100.23'): Promise<string> {
+    const to = new URL(target);
+    const server = createServer((req, res) => {
+      const headers = { ...req.headers };
+      for (const h of ['tailscale-user-login', 'tailscale-user-name', 'tailscale-user-profile-pic', 'tailscale-funnel-request',
+        'tailscale-headers-info', 'tailscale-app-capabilities', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'forwarded']) {
+        delete headers[h];
+      }
+      if (from === 'funnel') {
+        headers['tailscale-funnel-request'] = '?1';
+      } else if (!from.tags?.length) {
+        headers['tailscale-user-login'] = qEncode(from.user.login);
+        headers['tailscale-user-name'] = qEncode(from.user.displayName);
+        if (from.user.profilePic) headers['tailscale-user-profile-pic'] = from.user.profilePic;
+        headers['tailscale-headers-info'] = 'https://tailscale.com/s/serve-headers';
+      }
+      headers['x-forwarded-for'] = from === 'funnel' ? funnelIp : from.addresses[0]!;
+      headers['x-forwarded-host'] = req.headers.host ?? '';
+      headers['x-forwarded-proto'] = 'https';
+      const upstream = request({ host: to.hostname.replace(/^\[|\]$/g, ''), port: to.port, method: req.method, path: req.url, headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => {
+        res.writeHead(502);
+        res.end();
+      });
+      req.pipe(upstream);
+    });
+    return this.listen(server);
+  }
+
+  private async listen(server: TcpServer | Server): Promise<string> {
+    this.proxies.add(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -136,6 +231,15 @@ export class FakeTailscaled {
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.end(whoisJson(device));
   }
+}
+
+/** Go's mime.QEncoding.Encode("utf-8", v): printable ASCII unchanged, anything else one Q word. */
+function qEncode(value: string): string {
+  if (/^[\x20-\x7e]*$/.test(value)) return value;
+  const body = [...Buffer.from(value, 'utf8')].map((b) => (b === 0x20 ? '_'
+    : (b > 0x20 && b < 0x7f && b !== 0x3d && b !== 0x3f && b !== 0x5f) ? String.fromCharCode(b)
+    : `=${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+  return `=?utf-8?q?${body}?=`;
 }
 
 function text(res: ServerResponse, status: number, body: string): void {
