@@ -102,7 +102,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') io.err(`cannot listen on ${config.listen.host}:${config.listen.port}: the port is already in use (set PORT or "listen" to another)\n`);
     else if (e.code === 'EACCES' && e.syscall === 'listen') io.err(`cannot listen on ${config.listen.host}:${config.listen.port}: permission denied\n`);
-    else if (e instanceof KeyFileError || e instanceof StorageUnavailable) io.err(`${e.message}\n`);
+    else if (e instanceof KeyFileError || e instanceof StorageUnavailable || e instanceof ConfigError) io.err(`${e.message}\n`);
     else if (e.code === 'EACCES' || e.code === 'EROFS') io.err(`cannot use data_dir ${config.data_dir}: ${e.message}\n`);
     else throw err;
     return 1;

@@ -5,7 +5,7 @@ import type { Middleware } from 'koa';
 import { createAccountStore } from './accounts.ts';
 import { readAsset } from './assets.ts';
 import { createLruStorage, type LruStorage } from './adapter.ts';
-import type { Config } from './config.ts';
+import { ConfigError, serveHeadersProblem, type Config } from './config.ts';
 import { demoRoutes } from './demo.ts';
 import { interactionRoutes, rememberApp } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
@@ -47,6 +47,9 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  // Checked again here, not only when a file is loaded: a config can be built in code.
+  const unsafe = serveHeadersProblem(config);
+  if (unsafe) throw new ConfigError('config', [unsafe]);
   const log = options.log ?? createLogger();
   preloadViews(['error', 'message', 'refused', 'logout', 'home', 'demo', 'demo-result', 'plex', 'expired-app']);
   const pages = createPages(config.branding);

@@ -139,3 +139,15 @@ test('ALICE is still herself through the userspace proxy with serve_headers off'
     await env.close();
   }
 });
+
+test('startServer itself refuses serve_headers on a non-loopback listener (a config built in code)', async () => {
+  const { startServer } = await import('../../src/server.ts');
+  const { ConfigError } = await import('../../src/config.ts');
+  const env = await startTestEnv();
+  try {
+    const config = { ...env.config, listen: { host: '0.0.0.0', port: 0 }, tailscale: { ...env.config.tailscale!, serve_headers: true } };
+    await assert.rejects(startServer(config, { log: () => {}, env: {} }), (e: Error) => e instanceof ConfigError && /tailscale\.serve_headers/.test(e.message) && /listen/.test(e.message));
+  } finally {
+    await env.close();
+  }
+});
