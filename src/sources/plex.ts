@@ -23,15 +23,28 @@ export interface PlexSource {
   identify(token: string): Promise<Identity>;
 }
 
+/** `/api/v2/user` as plex.tv sends it: nothing in it is trusted to have the type it should. */
 interface PlexUser {
   id: number;
-  uuid?: string;
-  username?: string;
-  title?: string;
-  friendlyName?: string;
-  email?: string;
-  thumb?: string;
-  confirmed?: boolean;
+  uuid?: unknown;
+  /** Empty for a managed Home user, who has no plex.tv login of their own. */
+  username?: unknown;
+  /** The name shown in Plex: a managed user's only name, and anyone's to set. Display only. */
+  title?: unknown;
+  friendlyName?: unknown;
+  /** A managed or Home user's may be the Home owner's address. */
+  email?: unknown;
+  thumb?: unknown;
+  /** Plex marks an account `confirmed` once its owner has confirmed the email address. */
+  confirmed?: unknown;
+  /** A Plex Home user (any member of a Home, its admin included). */
+  home?: unknown;
+  /** The admin (owner) of the Plex Home. */
+  homeAdmin?: unknown;
+  /** A managed Home user. */
+  restricted?: unknown;
+  /** A Plex Home guest user. */
+  guest?: unknown;
 }
 
 interface PlexResource {
@@ -39,6 +52,34 @@ interface PlexResource {
   provides?: string;
   owned?: boolean;
   name?: string;
+}
+
+/**
+ * An account that lives under someone else's: a managed Home user, a Home guest, or a Home member
+ * who is not its admin. Such an account can carry the Home owner's email, and a Home member's copy
+ * of the owner's server may come back `owned` (plex-api.md §7b), so neither is theirs to claim.
+ */
+function isDependentAccount(account: PlexUser): boolean {
+  return account.restricted === true || account.guest === true || (account.home === true && account.homeAdmin !== true);
+}
+
+/**
+ * The username, as a name config groups may list: Plex ties it to this one account. One with "@"
+ * or ":" could pass for an email, a Tailscale login name, a tag or a `sub`, so it is not listed.
+ */
+function groupAlias(username: string | undefined): string[] {
+  return username && !/[@:]/.test(username) ? [username] : [];
+}
+
+function nonEmptyString(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/** plex.tv answered 401 for the person's own token: it will not vouch for them. Not an outage. */
+function notVerified(what: string): Refusal {
+  return new Refusal('not-verified', 'Plex did not confirm your sign-in',
+    'plex.tv did not accept the sign-in it had just approved, so guestlist cannot tell who you are. Start again; if it keeps happening, sign out of Plex and back in.',
+    `${what}: HTTP 401`);
 }
 
 /** plex.tv did not answer usefully: fail closed, and say so differently from "not allowed". */
@@ -97,37 +138,43 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
 
     async identify(token) {
       const user = await call('/api/v2/user', token);
-      if (user.status === 401) {
-        throw new Refusal('source-unavailable', 'Plex did not confirm your sign-in',
-          'plex.tv did not accept the sign-in it had just approved. Start again; if it keeps happening, sign out of Plex and back in.');
-      }
+      if (user.status === 401) throw notVerified('GET /api/v2/user');
       if (user.status !== 200 || !isObject(user.body) || typeof user.body.id !== 'number') {
         throw new PlexUnavailable(`GET /api/v2/user: HTTP ${user.status}`);
       }
       const account = user.body as unknown as PlexUser;
       const resources = await call('/api/v2/resources?includeHttps=1', token);
+      if (resources.status === 401) throw notVerified('GET /api/v2/resources');
       if (resources.status !== 200 || !Array.isArray(resources.body)) {
         throw new PlexUnavailable(`GET /api/v2/resources: HTTP ${resources.status}`);
       }
       const servers = (resources.body as PlexResource[]).filter((r) =>
         isObject(r) && typeof r.provides === 'string' && r.provides.split(',').map((p) => p.trim()).includes('server')
         && typeof r.clientIdentifier === 'string' && config.server_ids.includes(r.clientIdentifier));
-      const login = account.username || account.title || String(account.id);
+      const username = nonEmptyString(account.username);
+      // Never the title: anyone can set it, and a managed user's may be anyone's name.
+      const login = username ?? `plex-${account.id}`;
+      const name = nonEmptyString(account.friendlyName) ?? nonEmptyString(account.title);
       if (servers.length === 0) {
         throw new Refusal('not-allowed', 'You are not on the guest list',
           `You signed in to Plex as ${login}, but the Plex server this site is for is not shared with that account. Ask its owner to share it with you, then try again.`);
       }
+      const dependent = isDependentAccount(account);
       const groups = ['plex', ...servers.map((s) => `plex:${s.clientIdentifier}`)];
-      if (servers.some((s) => s.owned === true)) groups.push('plex-owner');
+      if (!dependent && servers.some((s) => s.owned === true)) groups.push('plex-owner');
+      // Only an address the account confirmed, and never one a managed or Home account may share
+      // with the Home's owner: without it there is no email claim and no group by email.
+      const email = !dependent && account.confirmed === true ? nonEmptyString(account.email) : undefined;
+      const thumb = nonEmptyString(account.thumb);
       return {
         source: 'plex',
         id: String(account.id),
         login,
-        ...(account.friendlyName || account.title ? { name: account.friendlyName || account.title } : {}),
-        ...(account.email ? { email: account.email } : {}),
-        // Plex marks an account `confirmed` once its owner has confirmed the email address.
-        emailVerified: !!account.email && account.confirmed === true,
-        ...(account.thumb && /^https:\/\//.test(account.thumb) ? { picture: account.thumb } : {}),
+        ...(name ? { name } : {}),
+        ...(email ? { email } : {}),
+        emailVerified: email !== undefined,
+        ...(thumb && /^https:\/\//.test(thumb) ? { picture: thumb } : {}),
+        aliases: groupAlias(username),
         groups: [...new Set(groups)],
       };
     },
