@@ -37,9 +37,16 @@ export function accountIdFor(identity: Identity): string {
   return `${identity.source}:${identity.id}`;
 }
 
-/** Groups from the config whose members list this person by email, login or alias, and the source's own. */
+/**
+ * Groups from the config that list this person, and the source's own. A member matches,
+ * case-insensitively, only a verified fact: the `sub` itself, the email when the source verified
+ * it, or one of the names the source verified (`aliases`: a Tailscale login name, a Plex username,
+ * a tagged device's tags). Never the login or display name as such: a Plex title, a device's host
+ * name or an unconfirmed email is anyone's to set, and must not put them in a group.
+ */
 export function groupsFor(identity: Identity, groups: Record<string, string[]>): string[] {
-  const names = new Set([identity.login, identity.email, ...(identity.aliases ?? [])]
+  const verifiedEmail = identity.emailVerified ? identity.email : undefined;
+  const names = new Set([accountIdFor(identity), verifiedEmail, ...(identity.aliases ?? [])]
     .filter((n): n is string => !!n).map((n) => n.toLowerCase()));
   const configured = Object.entries(groups)
     .filter(([, members]) => members.some((m) => names.has(m.toLowerCase())))
@@ -83,7 +90,9 @@ export function claimsFor(account: Account): Record<string, unknown> {
     sub: account.accountId,
     preferred_username: preferredUsername(identity.login),
     name: identity.name ?? identity.login,
-    ...(identity.email ? { email: identity.email, email_verified: identity.emailVerified } : {}),
+    // Only a verified address: Cloudflare Access (and many apps) know a person by the email
+    // claim alone, whatever email_verified says.
+    ...(identity.email && identity.emailVerified ? { email: identity.email, email_verified: true } : {}),
     ...(identity.picture ? { picture: identity.picture } : {}),
     groups: account.groups,
   };
