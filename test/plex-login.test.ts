@@ -184,7 +184,7 @@ describe('Plex sign-in', () => {
     assert.match(back.body, /cancelled or has not finished/);
   });
 
-  for (const [fault, text] of [['http-500', /Plex is not answering/], ['http-429', /Plex is not answering/], ['hang', /Plex is not answering/], ['garbage', /Plex is not answering/], ['http-401', /Plex did not confirm your sign-in/]] as const) {
+  for (const fault of ['http-500', 'http-429', 'hang', 'garbage'] as const) {
     test(`plex.tv answering ${fault} fails closed with a 503 page that is not "not on the guest list"`, async () => {
       const p = await openPlexPage(env);
       const { pin } = await createAndBindPin(env, p);
@@ -194,8 +194,33 @@ describe('Plex sign-in', () => {
         const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
         assert.equal(done.redirectedTo, undefined);
         assert.equal(done.status, 503);
-        assert.match(done.body, text);
+        assert.match(done.body, /Plex is not answering/);
         assert.doesNotMatch(done.body, /guest list/);
+      } finally {
+        plex.faults.clear();
+      }
+    });
+  }
+
+  // Plex's docs: 401 means the token is invalid; only other statuses mean Plex is in trouble.
+  for (const path of ['/api/v2/user', '/api/v2/resources']) {
+    test(`plex.tv refusing the person's token (401 at ${path}) is a 403 refusal, not "Plex is not answering"`, async () => {
+      const p = await openPlexPage(env);
+      const { pin } = await createAndBindPin(env, p);
+      plex.approve(pin.code, 'alice');
+      plex.faults.set(path, 'http-401');
+      const logged = env.logs.length;
+      try {
+        const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
+        assert.equal(done.redirectedTo, undefined);
+        assert.equal(done.status, 403);
+        assert.match(done.body, /Plex did not confirm your sign-in/);
+        assert.doesNotMatch(done.body, /Plex is not answering|guest list|HTTP 401/);
+        const entry = env.logs.slice(logged).find((l) => l.msg === 'login');
+        assert.equal(entry?.outcome, 'refused');
+        assert.equal(entry?.reason, 'not-verified');
+        assert.equal(entry?.source, 'plex');
+        assert.match(String(entry?.detail), new RegExp(`${path}.*HTTP 401`));
       } finally {
         plex.faults.clear();
       }

@@ -9,8 +9,10 @@ import type { AddressInfo } from 'node:net';
 // - POST /api/v2/pins (strong in query, form or JSON) -> 201 pin record; no client id -> 400 1000;
 // - GET /api/v2/pins/:id -> 200 record (authToken null until approved); unknown, expired or
 //   asked with another client identifier -> 404 {"errors":[{"code":1020,...}]};
-// - GET /api/v2/user -> 200 account; bad token -> 401 1001;
-// - GET /api/v2/resources -> 200 array of devices (`provides` is a comma-separated list);
+// - GET /api/v2/user -> 200 account, with each user's Plex Home fields (§7b: home, homeAdmin,
+//   restricted, guest); bad token -> 401 1001;
+// - GET /api/v2/resources -> 200 array of devices (`provides` is a comma-separated list; a Home
+//   member's copy of the owner's server carries `home: true`, and here even `owned: true`);
 // - CORS for the browser: `Access-Control-Allow-Origin: *`, preflights for X-Plex-* headers;
 // - GET /auth: the approval page, which reads `#?clientID=&code=&forwardUrl=` and approves the
 //   PIN as a chosen test user, then forwards (same-tab flow) or closes itself (popup flow).
@@ -21,31 +23,59 @@ const OTHER_SERVER_ID = '0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d';
 export interface FakePlexUser {
   id: number;
   uuid: string;
+  /** Empty for a managed Home user, who has no plex.tv login of their own (§7b). */
   username: string;
+  /** The name shown in Plex; a managed user's only name, and anyone's to set. */
   title: string;
   friendlyName: string;
   email: string;
   confirmed: boolean;
+  /** §7b: a Plex Home user. */
+  home: boolean;
+  /** §7b: the Plex Home admin (the owner). */
+  homeAdmin: boolean;
+  /** §7b: a managed Home user. */
+  restricted: boolean;
+  /** §7b: a Plex Home guest user. */
+  guest: boolean;
   resources: object[];
 }
 
-const server = (id: string, owned: boolean, name: string) => ({
+const server = (id: string, owned: boolean, name: string, home = false) => ({
   name, product: 'Plex Media Server', productVersion: '1.43.3.10828-00f62d37d', platform: 'Linux',
   clientIdentifier: id, createdAt: '2019-12-05T08:50:12Z', lastSeenAt: '2026-07-28T19:47:43Z',
   provides: 'server', ownerId: owned ? null : 2639453, sourceTitle: owned ? null : 'ownerusername',
-  accessToken: randomBytes(10).toString('hex'), owned, home: false, synced: false, relay: true,
+  accessToken: randomBytes(10).toString('hex'), owned, home, synced: false, relay: true,
   presence: true, httpsRequired: false, publicAddressMatches: false, connections: [],
 });
+const NOT_HOME = { home: false, homeAdmin: false, restricted: false, guest: false };
 const player = (id: string) => ({ name: 'Living Room TV', product: 'Plex for Apple TV', clientIdentifier: id, provides: 'client,player,pubsub-player', owned: true, ownerId: null, connections: [] });
 
 export const PLEX_USERS: Record<string, FakePlexUser> = {
-  alice: { id: 13692262, uuid: 'dae343c1f45beb4f', username: 'alice', title: 'alice', friendlyName: 'Alice Liddell', email: 'alice@example.com', confirmed: true,
+  alice: { id: 13692262, uuid: 'dae343c1f45beb4f', username: 'alice', title: 'alice', friendlyName: 'Alice Liddell', email: 'alice@example.com', confirmed: true, ...NOT_HOME,
     resources: [server(SERVER_ID, false, "Owner's Plex"), player('0000000000000000000000000000000b')] },
+  // The server's owner, and the admin of a Plex Home that `kid` belongs to.
   owner: { id: 2639453, uuid: '0123456789abcdef', username: 'ownerusername', title: 'ownerusername', friendlyName: 'The Owner', email: 'owner@example.com', confirmed: true,
-    resources: [server(SERVER_ID, true, "Owner's Plex")] },
+    home: true, homeAdmin: true, restricted: false, guest: false,
+    resources: [server(SERVER_ID, true, "Owner's Plex", true)] },
   // Has another server shared, and a player whose id happens to equal ours: neither is a share.
-  dave: { id: 55500012, uuid: 'fedcba9876543210', username: 'dave', title: 'dave', friendlyName: '<img src=x onerror=alert(1)>Dave', email: 'dave@example.com', confirmed: false,
+  dave: { id: 55500012, uuid: 'fedcba9876543210', username: 'dave', title: 'dave', friendlyName: '<img src=x onerror=alert(1)>Dave', email: 'dave@example.com', confirmed: false, ...NOT_HOME,
     resources: [server(OTHER_SERVER_ID, false, 'Someone else'), player(SERVER_ID)] },
+  // A managed user in the owner's Plex Home (§7b), as bad as the reference allows: no username,
+  // a title that is the owner's username, the owner's (confirmed) email, and the owner's server
+  // listed as owned by this account.
+  kid: { id: 2639470, uuid: '5a5a5a5a5a5a5a5a', username: '', title: 'ownerusername', friendlyName: '', email: 'owner@example.com', confirmed: true,
+    home: true, homeAdmin: false, restricted: true, guest: false,
+    resources: [server(SERVER_ID, true, "Owner's Plex", true)] },
+  // Has the share, and typed someone else's address as her email without confirming it.
+  erin: { id: 41000007, uuid: '0e0e0e0e0e0e0e0e', username: 'erin', title: 'erin', friendlyName: 'Erin', email: 'alice@example.com', confirmed: false, ...NOT_HOME,
+    resources: [server(SERVER_ID, false, "Owner's Plex")] },
+  // Has the share, and a title that is another person's username.
+  frank: { id: 41000008, uuid: '0f0f0f0f0f0f0f0f', username: 'frank', title: 'alice', friendlyName: 'alice', email: 'frank@example.com', confirmed: true, ...NOT_HOME,
+    resources: [server(SERVER_ID, false, "Owner's Plex")] },
+  // Has the share, and a username shaped like someone's email (whether plex.tv allows one is not known).
+  mallory: { id: 41000009, uuid: '0a0a0a0a0a0a0a0a', username: 'alice@example.com', title: 'mallory', friendlyName: 'Mallory', email: 'mallory@example.com', confirmed: false, ...NOT_HOME,
+    resources: [server(SERVER_ID, false, "Owner's Plex")] },
 };
 
 interface Pin {
@@ -198,7 +228,7 @@ export class FakePlex {
       const { resources: _resources, ...account } = user;
       return json(res, 200, {
         ...account, thumb: `https://plex.tv/users/${user.uuid}/avatar?c=1720981098`, authToken: token, joinedAt: 1419625151,
-        emailOnlyAuth: false, hasPassword: true, protected: false, home: false, guest: false, restricted: false,
+        emailOnlyAuth: false, hasPassword: true, protected: false, homeSize: user.home ? 2 : 1, maxHomeSize: 15,
         subscription: { active: false, status: 'Inactive', features: [] }, twoFactorEnabled: false,
       });
     }
