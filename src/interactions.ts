@@ -1,22 +1,25 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { mayUseClient, type AccountStore } from './accounts.ts';
+import { peerOf, type ClientNetwork } from './client-network.ts';
 import type { ClientConfig } from './config.ts';
 import type { Logger } from './log.ts';
-import type { Pages } from './pages.ts';
+import type { PageValues, Pages } from './pages.ts';
 import type { PinBindings } from './plex-pins.ts';
 import type { PlexSource } from './sources/plex.ts';
-import { Refusal, type AmbientSource, type Identity, type Peer } from './sources/source.ts';
+import { Refusal, type AmbientSource, type Identity } from './sources/source.ts';
 
 // /interaction/:uid is where oidc-provider sends a person it cannot sign in by itself. A login
 // reads top to bottom here: the client's ambient sources (Tailscale) are asked first and, when
 // one knows the person, they go straight back to the app with no page at all; otherwise the
-// Plex page is shown (when the client accepts Plex); otherwise a page says why not.
+// Plex page is shown (when the client accepts Plex), saying why the tailnet did not let them in
+// where that matters; otherwise a page says why not. Every refusal is logged with its cause.
 //
 //   GET  /interaction/:uid              try ambient sources, else the Plex page, else a refusal
 //   GET  /interaction/:uid/abort        back to the app with access_denied
-//   POST /interaction/:uid/plex/pin     bind the PIN the page just created to this login
+//   POST /interaction/:uid/plex/pin     bind the PIN the page just created (id and code) to this login
 //   POST /interaction/:uid/plex/finish  the page saw Plex approve: check it all on the server
 //   GET  /interaction/:uid/plex/return  the same, when Plex forwards back (no popup possible)
 
@@ -28,6 +31,7 @@ export interface InteractionDeps {
   pins: PinBindings;
   accounts: AccountStore;
   clients: Map<string, ClientConfig>;
+  network: ClientNetwork;
   log: Logger;
   pages: Pages;
 }
@@ -36,8 +40,16 @@ type Action = '' | 'abort' | 'plex/pin' | 'plex/finish' | 'plex/return';
 const ROUTE = /^\/interaction\/([A-Za-z0-9_-]{1,64})(?:\/(abort|plex\/pin|plex\/finish|plex\/return))?$/;
 const METHOD: Record<Action, string> = { '': 'GET', abort: 'GET', 'plex/pin': 'POST', 'plex/finish': 'POST', 'plex/return': 'GET' };
 
+/** What a request ends in, so that two requests finishing one login can share one answer. */
+type Outcome =
+  | { redirect: string }
+  | { status: number; view: string; title: string; values: PageValues };
+
 export function interactionRoutes(deps: InteractionDeps): Middleware {
-  const { provider, issuer, ambient, plex, pins, accounts, clients, log, pages } = deps;
+  const { provider, issuer, ambient, plex, pins, accounts, clients, network, log, pages } = deps;
+  // Plex finishes under way in this process, by interaction: a double-submitted form waits for
+  // the first and gets its answer, so plex.tv is asked once and the login logged once.
+  const finishing = new Map<string, Promise<Outcome>>();
 
   return async (ctx, next) => {
     const match = ROUTE.exec(ctx.path);
@@ -50,11 +62,16 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       return;
     }
     ctx.set('Cache-Control', 'no-store');
-    const page = (status: number, view: string, title: string, values: Record<string, string | undefined>) => {
-      ctx.status = status;
+    const answer = (outcome: Outcome) => {
+      if ('redirect' in outcome) {
+        ctx.status = 303;
+        return ctx.redirect(outcome.redirect);
+      }
+      ctx.status = outcome.status;
       ctx.type = 'html';
-      ctx.body = pages.render(view, title, values);
+      ctx.body = pages.render(outcome.view, outcome.title, outcome.values);
     };
+    const page = (status: number, view: string, title: string, values: PageValues): Outcome => ({ status, view, title, values });
 
     let details: Awaited<ReturnType<Provider['interactionDetails']>>;
     try {
@@ -69,15 +86,12 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     const clientId = String(details.params.client_id);
     const client = clients.get(clientId);
 
-    const finish = async (result: Parameters<Provider['interactionResult']>[2], merge: boolean) => {
-      const to = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
-      ctx.status = 303;
-      ctx.redirect(to);
-    };
+    const finish = async (result: Parameters<Provider['interactionResult']>[2], merge: boolean): Promise<Outcome> =>
+      ({ redirect: await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge }) });
 
     if (action === 'abort') {
       log('info', 'login', { outcome: 'abandoned', client_id: clientId });
-      return finish({ error: 'access_denied', error_description: 'the person did not sign in' }, false);
+      return answer(await finish({ error: 'access_denied', error_description: 'the person did not sign in' }, false));
     }
 
     if (details.prompt.name === 'consent') {
@@ -90,30 +104,38 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       const missing = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
       if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
       if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
-      return finish({ consent: { grantId: await grant.save() } }, true);
+      return answer(await finish({ consent: { grantId: await grant.save() } }, true));
     }
 
     if (details.prompt.name !== 'login' || !client) {
-      return page(400, 'message', 'Sign-in problem', { heading: 'This sign-in cannot continue', message: 'Go back to the app and start again.' });
+      return answer(page(400, 'message', 'Sign-in problem', { heading: 'This sign-in cannot continue', message: 'Go back to the app and start again.' }));
     }
 
     const accepts = (source: string) => source === 'demo' || !client.sources || (client.sources as string[]).includes(source);
     const plexHere = plex && accepts('plex') ? plex : undefined;
 
     /** The person is known: let them in if this client allows them, else say why not. */
-    const signIn = async (identity: Identity, source: string) => {
+    const signIn = async (identity: Identity, source: string): Promise<Outcome> => {
       const account = await accounts.remember(identity);
       if (!mayUseClient(account, client)) {
         throw new Refusal('not-allowed', 'You are not on the guest list',
-          `You are signed in as ${identity.login}, but that account is not allowed into ${client.name}. Ask whoever runs it to add you.`);
+          `You are signed in as ${identity.login}, but that account is not allowed into ${client.name}. Ask whoever runs it to add you.`,
+          `${account.accountId} is in none of ${client.client_id}'s allowed_groups or sources`);
       }
       log('info', 'login', { outcome: 'signed-in', source, client_id: clientId, sub: account.accountId });
       return finish({ login: { accountId: account.accountId, amr: [source], remember: false } }, false);
     };
 
-    const refuse = (refusal: Refusal, source?: string) => {
-      log('info', 'login', { outcome: 'refused', reason: refusal.reason, ...(source ? { source } : {}), client_id: clientId,
-        ...(refusal.detail ? { detail: refusal.detail } : {}) });
+    /** Every refusal goes to the log with its reason and cause; `next` says what the person is offered instead. */
+    const logRefusal = (refusal: Refusal, source: string, next?: string) => {
+      log(refusal.reason === 'source-unavailable' ? 'warn' : 'info', 'login', {
+        outcome: 'refused', reason: refusal.reason, source, client_id: clientId,
+        ...(refusal.detail ? { detail: refusal.detail } : {}), ...(next ? { next } : {}),
+      });
+    };
+
+    const refuse = (refusal: Refusal, source: string): Outcome => {
+      logRefusal(refusal, source);
       return page(refusal.status, 'refused', refusal.title, {
         heading: refusal.title,
         message: refusal.message,
@@ -122,7 +144,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       });
     };
 
-    const showPlex = (status = 200, notice?: string) => page(status, 'plex', `Sign in to ${client.name}`, {
+    const showPlex = (status = 200, notice?: string): Outcome => page(status, 'plex', `Sign in to ${client.name}`, {
       client: client.name,
       notice,
       plex_client_id: plexHere!.clientIdentifier,
@@ -136,62 +158,114 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     });
 
     if (action === '') {
-      const peer: Peer = { address: ctx.req.socket.remoteAddress ?? '', port: ctx.req.socket.remotePort ?? 0, headers: ctx.req.headers };
-      let refusal: { refusal: Refusal; source: string } | undefined;
+      const peer = peerOf(ctx.req);
+      let refused: { refusal: Refusal; source: string } | undefined;
       for (const source of ambient.filter((s) => accepts(s.name))) {
         try {
-          return await signIn(await source.identify(peer), source.name);
+          return answer(await signIn(await source.identify(peer), source.name));
         } catch (err) {
           if (!(err instanceof Refusal)) throw err;
-          refusal ??= { refusal: err, source: source.name };
+          // A stranger to the tailnet who goes on to Plex is the ordinary case, not a refusal.
+          if (!(plexHere && err.reason === 'not-on-tailnet')) logRefusal(err, source.name, plexHere ? 'plex' : undefined);
+          refused ??= { refusal: err, source: source.name };
         }
       }
       // Whoever the network could not vouch for can still sign in with Plex.
-      if (plexHere) return showPlex();
-      return refuse(refusal?.refusal ?? new Refusal('not-allowed', 'No way to sign in', `${client.name} accepts no sign-in method that works here.`), refusal?.source);
+      if (plexHere) return answer(showPlex(200, refused && fallbackNotice(refused.refusal, client.name)));
+      if (refused) return answer(page(refused.refusal.status, 'refused', refused.refusal.title, {
+        heading: refused.refusal.title, message: refused.refusal.message, client: client.name, abort_url: `/interaction/${uid}/abort`,
+      }));
+      return answer(refuse(new Refusal('not-allowed', 'No way to sign in', `${client.name} accepts no sign-in method that works here.`,
+        `${client.client_id} accepts no configured source`), 'none'));
     }
 
-    if (!plexHere) return page(404, 'message', 'Not found', { heading: 'Plex sign-in is not available here', message: 'Go back to the app and start again.' });
+    if (!plexHere) return answer(page(404, 'message', 'Not found', { heading: 'Plex sign-in is not available here', message: 'Go back to the app and start again.' }));
 
     if (action === 'plex/pin') {
-      const pinId = await readPinId(ctx);
-      if (pinId === undefined) return json(ctx, 400, { error: 'Expected a JSON body {"id": <PIN id>}.' });
-      if (!(await pins.bind(uid, pinId))) return json(ctx, 409, { error: 'This Plex PIN was already used. Start again.' });
+      const posted = await readPostedPin(ctx);
+      if (!posted) return json(ctx, 400, { error: 'Expected a JSON body {"id": <PIN id>, "code": "<PIN code>"}.' });
+      // Read the PIN first: a PIN that does not exist (yet) binds nothing and burns nothing.
+      let pin;
       try {
-        const pin = await plexHere.readPin(pinId);
-        if (pin.state === 'pending') return json(ctx, 204);
-        await pins.release(uid);
-        // A PIN approved before it was offered to this login was approved for someone else's.
-        return json(ctx, 409, { error: pin.state === 'approved' ? 'This Plex PIN was already approved. Start again.' : 'This Plex PIN has expired. Start again.' });
+        pin = await plexHere.readPin(posted.id);
       } catch (err) {
-        await pins.release(uid);
         if (!(err instanceof Refusal)) throw err;
-        log('warn', 'plex unavailable', { detail: err.detail ?? err.message });
+        logRefusal(err, 'plex');
         return json(ctx, 503, { error: err.message });
       }
+      // A PIN approved before it was offered to this login was approved for someone else's.
+      if (pin.state !== 'pending') return json(ctx, 409, { error: pin.state === 'approved' ? 'This Plex PIN was already approved. Start again.' : 'This Plex PIN has expired. Start again.' });
+      if (!sameSecret(pin.code, posted.code)) {
+        logRefusal(new Refusal('not-verified', 'Not your PIN', '', `PIN ${posted.id} was offered with the wrong code`), 'plex');
+        return json(ctx, 409, { error: 'This Plex PIN does not belong to this sign-in. Start again.' });
+      }
+      const bound = await pins.bind(uid, { id: posted.id, expiresAt: pin.expiresAt }, await network(ctx.req));
+      if (bound === 'bound') return json(ctx, 204);
+      if (bound === 'taken') return json(ctx, 409, { error: 'This Plex PIN was already used. Start again.' });
+      log('warn', 'plex pin refused', { reason: bound, client_id: clientId });
+      ctx.set('Retry-After', '60');
+      return json(ctx, bound === 'network-full' ? 429 : 503, { error: bound === 'network-full'
+        ? 'Too many Plex sign-ins have been started from your network. Wait a few minutes and try again.'
+        : 'guestlist has too many Plex sign-ins in progress right now. Try again in a few minutes.' });
     }
 
-    // plex/finish and plex/return: the same check, made here with our own client identifier.
-    const pinId = await pins.boundTo(uid);
-    if (pinId === undefined) return showPlex(400, 'Start the Plex sign-in again.');
+    // plex/finish and plex/return: the same check, made here with our own client identifier,
+    // once per login however many times the form is sent.
+    const underway = finishing.get(uid);
+    if (underway) return answer(await underway);
+    const work = (async (): Promise<Outcome> => {
+      const bound = await pins.claim(uid);
+      if (!bound) {
+        // Finished already (by another request, perhaps on another instance): go where it went.
+        const done = await provider.Interaction.find(uid);
+        if (done?.result?.login) return { redirect: done.returnTo };
+        return showPlex(400, 'Start the Plex sign-in again.');
+      }
+      try {
+        const pin = await plexHere.readPin(bound.id);
+        if (pin.state === 'pending') {
+          await pins.restore(uid, bound);
+          return showPlex(200, action === 'plex/return'
+            ? 'The Plex sign-in was cancelled or has not finished. Try again.'
+            : 'Plex has not confirmed the sign-in yet. Try again.');
+        }
+        if (pin.state === 'expired') {
+          logRefusal(new Refusal('expired', 'Expired', '', `PIN ${bound.id} expired before it was approved`), 'plex');
+          return showPlex(400, 'That Plex sign-in expired before it was finished. Start again.');
+        }
+        return await signIn(await plexHere.identify(pin.token), 'plex');
+      } catch (err) {
+        if (!(err instanceof Refusal)) throw err;
+        return refuse(err, 'plex');
+      }
+    })();
+    finishing.set(uid, work);
     try {
-      const pin = await plexHere.readPin(pinId);
-      if (pin.state === 'pending') {
-        return showPlex(200, action === 'plex/return'
-          ? 'The Plex sign-in was cancelled or has not finished. Try again.'
-          : 'Plex has not confirmed the sign-in yet. Try again.');
-      }
-      await pins.release(uid);
-      if (pin.state === 'expired') {
-        log('info', 'login', { outcome: 'refused', reason: 'expired', source: 'plex', client_id: clientId });
-        return showPlex(400, 'That Plex sign-in expired before it was finished. Start again.');
-      }
-      return await signIn(await plexHere.identify(pin.token), 'plex');
-    } catch (err) {
-      if (!(err instanceof Refusal)) throw err;
-      return refuse(err, 'plex');
+      return answer(await work);
+    } finally {
+      finishing.delete(uid);
     }
   };
+}
+
+/** Words for the Plex page when the tailnet did not let someone in, where that is news to them. */
+function fallbackNotice(refusal: Refusal, clientName: string): string | undefined {
+  switch (refusal.reason) {
+    case 'not-allowed':
+      return `${refusal.message.replace(/ Ask whoever runs it to add you\.$/, '')} You can sign in with Plex instead.`;
+    case 'tagged-device':
+      return `This is a tagged Tailscale device, which cannot sign in to ${clientName} by itself. You can sign in with Plex instead.`;
+    case 'source-unavailable':
+      return 'Tailscale is not answering, so guestlist cannot recognise this device right now. You can sign in with Plex instead.';
+    default:
+      return undefined;
+  }
+}
+
+/** Compared in constant time (hashed first, so lengths leak nothing either). */
+function sameSecret(expected: string, given: string): boolean {
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(expected), digest(given));
 }
 
 function json(ctx: Context, status: number, body?: unknown): void {
@@ -199,7 +273,7 @@ function json(ctx: Context, status: number, body?: unknown): void {
   if (body !== undefined) ctx.body = body;
 }
 
-async function readPinId(ctx: Context): Promise<number | undefined> {
+async function readPostedPin(ctx: Context): Promise<{ id: number; code: string } | undefined> {
   if (!ctx.is('application/json')) return undefined;
   let text = '';
   for await (const chunk of ctx.req) {
@@ -207,8 +281,10 @@ async function readPinId(ctx: Context): Promise<number | undefined> {
     if (text.length > 1024) return undefined;
   }
   try {
-    const id = (JSON.parse(text) as { id?: unknown })?.id;
-    return typeof id === 'number' && Number.isSafeInteger(id) && id > 0 ? id : undefined;
+    const { id, code } = (JSON.parse(text) ?? {}) as { id?: unknown; code?: unknown };
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) return undefined;
+    if (typeof code !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(code)) return undefined;
+    return { id, code };
   } catch {
     return undefined;
   }

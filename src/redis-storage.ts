@@ -2,7 +2,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { accountFor, type AccountStore } from './accounts.ts';
 import type { Logger } from './log.ts';
-import type { PinBindings } from './plex-pins.ts';
+import { PIN_BINDS_MAX, PIN_BINDS_PER_NETWORK, pinRetentionMs, type PinBindings, type PinToBind } from './plex-pins.ts';
 import type { RateCounter } from './rate-limits.ts';
 
 // Shared state for more than one instance, in Redis (or Valkey): everything a login needs across
@@ -162,17 +162,36 @@ export async function connectSharedState(url: string, groups: Record<string, str
   };
 
   const pins: PinBindings = {
-    bind: (uid, pinId) => guard(async () => {
-      const fresh = await client.set(key('pin-bound', String(pinId)), uid, { NX: true, PX: 60 * 60_000 });
-      if (fresh === null) return false;
-      await client.set(key('pin', uid), String(pinId), { PX: 30 * 60_000 });
-      return true;
+    // The same rules as plex-pins.ts: a PIN binds once while Plex could still approve it, and a
+    // full memory (per network, or in all) refuses new binds. Live binds are counted in sorted
+    // sets scored by expiry, so what has expired drops out without anyone having to delete it.
+    bind: (uid, pin, network) => guard(async () => {
+      const now = Date.now();
+      const ttl = pinRetentionMs(pin.expiresAt, now);
+      const mine = key('pins-of', network);
+      const all = key('pins-of', '*all*');
+      const [, ofNetwork, , ofAll] = await client.multi()
+        .zRemRangeByScore(mine, '-inf', now).zCard(mine)
+        .zRemRangeByScore(all, '-inf', now).zCard(all)
+        .exec() as unknown as [number, number, number, number];
+      if (ofNetwork >= PIN_BINDS_PER_NETWORK) return 'network-full';
+      if (ofAll >= PIN_BINDS_MAX) return 'full';
+      const fresh = await client.set(key('pin-bound', String(pin.id)), uid, { NX: true, PX: ttl });
+      if (fresh === null) return 'taken';
+      const member = { score: now + ttl, value: String(pin.id) };
+      await client.multi()
+        .zAdd(mine, member).pExpire(mine, ttl, 'NX').pExpire(mine, ttl, 'GT')
+        .zAdd(all, member).pExpire(all, ttl, 'NX').pExpire(all, ttl, 'GT')
+        .set(key('pin', uid), JSON.stringify(pin), { PX: ttl })
+        .exec();
+      return 'bound';
     }),
-    boundTo: (uid) => guard(async () => {
-      const pin = await client.get(key('pin', uid));
-      return pin ? Number(pin) : undefined;
+    // GETDEL: of two requests finishing one login, on any instances, one gets the PIN.
+    claim: (uid) => guard(async () => {
+      const json = await client.getDel(key('pin', uid));
+      return json ? JSON.parse(json) as PinToBind : undefined;
     }),
-    release: (uid) => guard(async () => void (await client.del(key('pin', uid)))),
+    restore: (uid, pin) => guard(async () => void (await client.set(key('pin', uid), JSON.stringify(pin), { PX: pinRetentionMs(pin.expiresAt) }))),
   };
 
   const counter: RateCounter = {

@@ -44,8 +44,9 @@
     return res.json();
   }
 
-  async function bindPin(id) {
-    const res = await fetch(cfg.bind, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id }), credentials: 'same-origin' });
+  // The code is the PIN's secret half: sending it proves this page made the PIN.
+  async function bindPin(pin) {
+    const res = await fetch(cfg.bind, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: pin.id, code: pin.code }), credentials: 'same-origin' });
     if (res.status !== 204) {
       const body = await res.json().catch(() => ({}));
       throw new Error(body.error || 'guestlist could not start the Plex sign-in.');
@@ -90,7 +91,7 @@
     const mine = ++attempt;
     busy('Opening Plex…');
     const pin = await createPin();
-    await bindPin(pin.id);
+    await bindPin(pin);
     if (!popup || popup.closed) {
       // No popup (a blocker, some mobile browsers): go to Plex in this tab; it forwards back.
       busy('Going to Plex…');

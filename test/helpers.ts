@@ -70,7 +70,7 @@ export interface TestEnvOptions {
   /** Configure Plex sign-in against the fake plex.tv. */
   plex?: boolean;
   branding?: Partial<BrandingConfig>;
-  rate_limits?: Config['rate_limits'];
+  rate_limits?: Partial<Config['rate_limits']>;
   client_ip_header?: string;
   clients?: ClientConfig[];
   groups?: Record<string, string[]>;
@@ -99,7 +99,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     ...(options.plex ? { plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth` } } : {}),
     branding: { ...DEFAULT_BRANDING, ...options.branding },
     // Many logins from one address in a few seconds: limits are off unless a test turns them on.
-    rate_limits: options.rate_limits ?? { interaction: 0, token: 0 },
+    rate_limits: { authorize: 0, interaction: 0, token: 0, pending: 0, ...options.rate_limits },
     ...(options.client_ip_header ? { client_ip_header: options.client_ip_header } : {}),
     demo: false,
   };
@@ -174,8 +174,11 @@ export class Browser {
   private cookies: Cookie[] = [];
   private readonly agent: Agent;
   private readonly env: { server: RunningServer; issuer: string; tailscaled?: FakeTailscaled };
-  constructor(env: { server: RunningServer; issuer: string; tailscaled?: FakeTailscaled }, device: FakeDevice | null = ALICE) {
+  private readonly headers: Record<string, string>;
+  /** `headers` go with every request (say, the Fly-Client-IP a proxy in front would set). */
+  constructor(env: { server: RunningServer; issuer: string; tailscaled?: FakeTailscaled }, device: FakeDevice | null = ALICE, headers: Record<string, string> = {}) {
     this.env = env;
+    this.headers = headers;
     const tailscaled = env.tailscaled;
     const agent = new Agent({ keepAlive: false });
     (agent as unknown as { createConnection: (o: object, cb: unknown) => Socket }).createConnection = (opts: object) => {
@@ -216,9 +219,9 @@ export class Browser {
   }
 
   /** POST as a page would (same-origin fetch or form), then follow any redirect like walk(). */
-  async post(url: string | URL, body: string, contentType: string): Promise<BrowserResult> {
+  async post(url: string | URL, body: string, contentType: string, extraHeaders: Record<string, string> = {}): Promise<BrowserResult> {
     const target = new URL(url, this.env.issuer);
-    const res = await this.get(target, { 'content-type': contentType, origin: new URL(this.env.issuer).origin }, 'POST', body);
+    const res = await this.get(target, { 'content-type': contentType, origin: new URL(this.env.issuer).origin, ...extraHeaders }, 'POST', body);
     const location = res.headers.location;
     if (res.status >= 300 && res.status < 400 && location) {
       const next = new URL(location, target);
@@ -241,7 +244,7 @@ export class Browser {
         path: `${url.pathname}${url.search}`,
         method,
         agent: this.agent,
-        headers: { host: url.host, accept: 'text/html', ...(cookie ? { cookie } : {}), ...extraHeaders },
+        headers: { host: url.host, accept: 'text/html', ...(cookie ? { cookie } : {}), ...this.headers, ...extraHeaders },
       }, (res) => {
         let body = '';
         res.setEncoding('utf8');

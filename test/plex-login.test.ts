@@ -45,7 +45,7 @@ async function createAndBindPin(env: TestEnv, p: PlexPage) {
   });
   assert.equal(res.status, 201);
   const pin = await res.json() as { id: number; code: string };
-  const bind = await p.browser.post(p.data.bind!, JSON.stringify({ id: pin.id }), 'application/json');
+  const bind = await p.browser.post(p.data.bind!, JSON.stringify({ id: pin.id, code: pin.code }), 'application/json');
   return { pin, bind };
 }
 
@@ -151,7 +151,7 @@ describe('Plex sign-in', () => {
   test('a PIN approved by someone else cannot be slipped into a login', async () => {
     const attackerPin = plex.approvedPinFor('alice', (await openPlexPage(env)).data['client-id']!);
     const victim = await openPlexPage(env);
-    const bind = await victim.browser.post(victim.data.bind!, JSON.stringify({ id: attackerPin.id }), 'application/json');
+    const bind = await victim.browser.post(victim.data.bind!, JSON.stringify({ id: attackerPin.id, code: attackerPin.code }), 'application/json');
     assert.equal(bind.status, 409);
     assert.match(bind.body, /already approved/);
     const done = await victim.browser.post(finishUrl(victim), '', 'application/x-www-form-urlencoded');
@@ -162,7 +162,7 @@ describe('Plex sign-in', () => {
     const first = await openPlexPage(env);
     const { pin } = await createAndBindPin(env, first);
     const second = await openPlexPage(env);
-    const bind = await second.browser.post(second.data.bind!, JSON.stringify({ id: pin.id }), 'application/json');
+    const bind = await second.browser.post(second.data.bind!, JSON.stringify({ id: pin.id, code: pin.code }), 'application/json');
     assert.equal(bind.status, 409);
     assert.match(bind.body, /already used/);
   });
@@ -230,10 +230,10 @@ describe('Plex sign-in', () => {
   test('plex.tv down while binding the PIN is reported to the page, not a crash', async () => {
     const p = await openPlexPage(env);
     const res = await fetch(`${plex.url}/api/v2/pins?strong=true&X-Plex-Client-Identifier=${p.data['client-id']}`, { method: 'POST', headers: { Accept: 'application/json' } });
-    const pin = await res.json() as { id: number };
+    const pin = await res.json() as { id: number; code: string };
     plex.faults.set('/api/v2/pins', 'http-500');
     try {
-      const bind = await p.browser.post(p.data.bind!, JSON.stringify({ id: pin.id }), 'application/json');
+      const bind = await p.browser.post(p.data.bind!, JSON.stringify({ id: pin.id, code: pin.code }), 'application/json');
       assert.equal(bind.status, 503);
       assert.match(JSON.parse(bind.body).error, /could not check your Plex account/);
     } finally {

@@ -9,7 +9,8 @@ import { Refusal, type Identity } from './source.ts';
 // a token, an id or a verdict is used. The Plex token is used for two calls and dropped.
 
 export type PinState =
-  | { state: 'pending'; expiresAt: number }
+  /** `code` is the PIN's secret half: only plex.tv and whoever created the PIN know it. */
+  | { state: 'pending'; expiresAt: number; code: string }
   | { state: 'approved'; token: string }
   | { state: 'expired' };
 
@@ -133,7 +134,8 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
       const expiresAt = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) : NaN;
       if (typeof body.authToken === 'string' && body.authToken !== '') return { state: 'approved', token: body.authToken };
       if (Number.isFinite(expiresAt) && expiresAt <= Date.now()) return { state: 'expired' };
-      return { state: 'pending', expiresAt: Number.isFinite(expiresAt) ? expiresAt : Date.now() + 15 * 60_000 };
+      if (typeof body.code !== 'string' || body.code === '') throw new PlexUnavailable(`GET /api/v2/pins/${pinId}: a PIN without its code`);
+      return { state: 'pending', expiresAt: Number.isFinite(expiresAt) ? expiresAt : Date.now() + 15 * 60_000, code: body.code };
     },
 
     async identify(token) {

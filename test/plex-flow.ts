@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import * as client from 'openid-client';
+import type { ClientConfig } from '../src/config.ts';
+import { Browser, discover, type BrowserResult, type TestEnv } from './helpers.ts';
+
+// The Plex sign-in as static/plex.js drives it, step by step over HTTP: the page, a PIN made
+// "in the browser" (with an Origin, as a page's fetch has), its binding to the login (id and
+// code), Plex's approval, and the finish the page posts. Shared by the Plex test files.
+
+export interface PlexPage {
+  browser: Browser;
+  page: BrowserResult;
+  config: client.Configuration;
+  verifier: string;
+  state: string;
+  nonce: string;
+  /** The page's data-* attributes: api, app, client-id, product, bind, return. */
+  data: Record<string, string>;
+  finishUrl: string;
+}
+
+export interface Pin {
+  id: number;
+  code: string;
+}
+
+export async function openPlexPage(env: TestEnv, c: ClientConfig, browser = new Browser(env, null)): Promise<PlexPage> {
+  const config = await discover(env, c);
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  const page = await browser.walk(url);
+  const data = Object.fromEntries([...page.body.matchAll(/data-([a-z-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.replace(/&#38;/g, '&')]));
+  const finishUrl = /<form id="plex-finish" method="post" action="([^"]+)"/.exec(page.body)?.[1] ?? '';
+  return { browser, page, config, verifier, state, nonce, data, finishUrl };
+}
+
+/** What the page does first: create a PIN at plex.tv, from the browser, with our client identifier. */
+export async function createPin(env: TestEnv, p: PlexPage): Promise<Pin> {
+  const res = await fetch(`${p.data.api}/api/v2/pins?strong=true&X-Plex-Product=${encodeURIComponent(p.data.product!)}&X-Plex-Client-Identifier=${p.data['client-id']}`, {
+    method: 'POST', headers: { Accept: 'application/json', Origin: env.issuer },
+  });
+  assert.equal(res.status, 201);
+  return await res.json() as Pin;
+}
+
+export function bindPin(p: PlexPage, body: object, headers: Record<string, string> = {}): Promise<BrowserResult> {
+  return p.browser.post(p.data.bind!, JSON.stringify(body), 'application/json', headers);
+}
+
+export function finishPlex(p: PlexPage): Promise<BrowserResult> {
+  return p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
+}
+
+export function redeem(p: PlexPage, callback: URL) {
+  return client.authorizationCodeGrant(p.config, callback, { pkceCodeVerifier: p.verifier, expectedState: p.state, expectedNonce: p.nonce });
+}
