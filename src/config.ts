@@ -36,6 +36,17 @@ export interface BrandingConfig {
   stylesheet?: string;
 }
 
+export interface RateLimits {
+  /** New authorization requests (each starts a sign-in) per network per minute. */
+  authorize: number;
+  /** Sign-in page requests, the Plex steps included, per network per minute. */
+  interaction: number;
+  /** Token requests per network per minute. */
+  token: number;
+  /** Sign-ins one network may have started and not finished at once. */
+  pending: number;
+}
+
 export interface TailscaleConfig {
   socket: string;
   allow_tagged: boolean;
@@ -51,8 +62,8 @@ export interface Config {
   tailscale?: TailscaleConfig;
   plex?: PlexConfig;
   branding: BrandingConfig;
-  /** Requests per client IP per minute; 0 turns a limit off. */
-  rate_limits: { interaction: number; token: number };
+  /** Requests per client network per minute, and unfinished sign-ins per network; 0 turns one off. */
+  rate_limits: RateLimits;
   /** A header that a proxy in front sets to the client's IP (Fly-Client-IP); trusted only if set. */
   client_ip_header?: string;
   /** redis:// or rediss:// URL of a store shared by several instances; in memory when unset. */
@@ -65,7 +76,7 @@ export const DEFAULT_TAILSCALE_SOCKET = '/var/run/tailscale/tailscaled.sock';
 export const DEFAULT_LISTEN = '127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_BRANDING: BrandingConfig = { title: 'guestlist' };
-export const DEFAULT_RATE_LIMITS = { interaction: 60, token: 300 };
+export const DEFAULT_RATE_LIMITS: RateLimits = { authorize: 60, interaction: 60, token: 300, pending: 50 };
 
 /** Every problem found in a config, each naming the key path, so one run shows them all. */
 export class ConfigError extends Error {
@@ -472,23 +483,25 @@ function validateBranding(value: unknown, problems: string[]): BrandingConfig {
   };
 }
 
-function validateRateLimits(value: unknown, problems: string[]): Config['rate_limits'] {
+function validateRateLimits(value: unknown, problems: string[]): RateLimits {
   if (value === undefined || value === null) return { ...DEFAULT_RATE_LIMITS };
   if (!isObject(value)) {
-    problems.push('rate_limits: must be a mapping such as {interaction: 60, token: 300}');
+    problems.push('rate_limits: must be a mapping such as {authorize: 60, interaction: 60, token: 300, pending: 50}');
     return { ...DEFAULT_RATE_LIMITS };
   }
-  unknownKeys(value, ['interaction', 'token'], 'rate_limits', problems);
-  const limit = (key: 'interaction' | 'token') => {
+  const keys = Object.keys(DEFAULT_RATE_LIMITS) as (keyof RateLimits)[];
+  unknownKeys(value, keys, 'rate_limits', problems);
+  const limit = (key: keyof RateLimits) => {
     const v = value[key];
     if (v === undefined) return DEFAULT_RATE_LIMITS[key];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-      problems.push(`rate_limits.${key}: must be a whole number of requests per minute (0 turns it off), not ${JSON.stringify(v)}`);
+      const what = key === 'pending' ? 'number of unfinished sign-ins per network' : 'number of requests per minute';
+      problems.push(`rate_limits.${key}: must be a whole ${what} (0 turns it off), not ${JSON.stringify(v)}`);
       return DEFAULT_RATE_LIMITS[key];
     }
     return v;
   };
-  return { interaction: limit('interaction'), token: limit('token') };
+  return Object.fromEntries(keys.map((k) => [k, limit(k)])) as unknown as RateLimits;
 }
 
 function unknownKeys(obj: Record<string, unknown>, known: string[], at: string, problems: string[]): void {

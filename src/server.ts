@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import type { Middleware } from 'koa';
 import { createAccountStore } from './accounts.ts';
 import { readAsset } from './assets.ts';
-import { createLruStorage, type LruStorage } from './adapter.ts';
+import { createLruStorage, MODEL_BOUNDS, type LruStorage } from './adapter.ts';
+import { clientNetwork } from './client-network.ts';
 import { ConfigError, serveHeadersProblem, type Config } from './config.ts';
 import { demoRoutes } from './demo.ts';
 import { interactionRoutes, rememberApp } from './interactions.ts';
@@ -12,6 +13,7 @@ import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
 import { brandingStyles } from './branding.ts';
 import { createPages, preloadViews, type Pages } from './pages.ts';
+import { pendingSignIns } from './pending-sign-ins.ts';
 import { createPinBindings } from './plex-pins.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
 import { memoryRateCounter, rateLimits } from './rate-limits.ts';
@@ -80,11 +82,20 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   provider.use(securityHeaders(config.issuer, config.plex ? [new URL(config.plex.api_url).origin] : []));
   provider.use(crossOrigin());
   provider.use(healthz());
-  provider.use(rateLimits(config, pages, shared?.counter ?? memoryRateCounter()));
+  const network = clientNetwork(config.client_ip_header, ambient);
+  provider.use(rateLimits(config, pages, network, shared?.counter ?? memoryRateCounter()));
+  provider.use(pendingSignIns({
+    perNetwork: config.rate_limits.pending,
+    // Below what the Interaction store holds, so a full house refuses newcomers instead of evicting.
+    max: Math.floor(MODEL_BOUNDS.Interaction!.max * 0.8),
+    ttlMs: TTL.Interaction * 1000,
+    network,
+    pages,
+  }));
   provider.use(rememberApp(clients));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
-  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins, accounts, clients, log, pages }));
+  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins, accounts, clients, network, log, pages }));
   provider.use(config.demo ? demoRoutes(config, pages) : home(config, pages));
 
   // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.

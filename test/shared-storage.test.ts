@@ -78,7 +78,7 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
       issuer, listen: { host: '127.0.0.1', port: portA }, data_dir: '', clients: [HEADSCALE, PLEXAPP],
       groups: {}, tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false },
       plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth` },
-      branding: { ...DEFAULT_BRANDING }, rate_limits: { interaction: 100, token: 100 }, storage: redis.url, demo: false,
+      branding: { ...DEFAULT_BRANDING }, rate_limits: { authorize: 100, interaction: 100, token: 100, pending: 100 }, storage: redis.url, demo: false,
     };
     servers = [];
     for (const [i, port] of [portA, portB].entries()) {
@@ -145,7 +145,7 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
     assert.equal(page.status, 200, page.body.slice(0, 200));
     const data = Object.fromEntries([...page.body.matchAll(/data-([a-z-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
     const pin = await (await fetch(`${plex.url}/api/v2/pins?strong=true&X-Plex-Client-Identifier=${data['client-id']}`, { method: 'POST', headers: { Accept: 'application/json', Origin: 'http://x' } })).json() as { id: number; code: string };
-    assert.equal((await browser.post(data.bind!, JSON.stringify({ id: pin.id }), 'application/json')).status, 204);
+    assert.equal((await browser.post(data.bind!, JSON.stringify({ id: pin.id, code: pin.code }), 'application/json')).status, 204);
     plex.approve(pin.code, 'alice');
     const finish = /action="([^"]+\/plex\/finish)"/.exec(page.body)![1]!;
     const done = await browser.post(finish, '', 'application/x-www-form-urlencoded');
@@ -154,7 +154,7 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
     const again = new Browser(env, null);
     const page2 = await again.walk(url);
     const bind2 = /data-bind="([^"]+)"/.exec(page2.body)![1]!;
-    assert.equal((await again.post(bind2, JSON.stringify({ id: pin.id }), 'application/json')).status, 409);
+    assert.equal((await again.post(bind2, JSON.stringify({ id: pin.id, code: pin.code }), 'application/json')).status, 409);
   });
 
   test('one code redeemed at the same instant on both instances yields exactly one token', async () => {
@@ -238,6 +238,38 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
     } finally {
       await server.close();
     }
+  });
+
+  /** How many connections Redis has, other than the one asking; `until` waits for a count. */
+  async function redisConnections(until?: number): Promise<number> {
+    const { createClient } = await import('@redis/client');
+    const monitor = createClient({ url: redis.url });
+    await monitor.connect();
+    try {
+      for (let i = 0; ; i++) {
+        const count = (await monitor.clientList()).length - 1;
+        if (until === undefined || count === until || i >= 100) return count;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await monitor.close();
+    }
+  }
+
+  test('a start that fails after connecting to Redis closes its connection, whatever failed', async () => {
+    const seeded = join(redis.dir, 'instance-0');
+    const before = await redisConnections();
+    // oidc-provider refuses this client in checkClients, after the connection is made (a config
+    // file could not say this: parseConfig refuses fragments first).
+    const broken = { ...HEADSCALE, redirect_uris: ['https://headscale.example.test/cb#fragment'] };
+    await assert.rejects(startServer({ ...config, data_dir: seeded, clients: [broken], listen: { host: '127.0.0.1', port: await freePort() } }, { log: () => {}, env: {} }),
+      /fragment/);
+    assert.equal(await redisConnections(before), before);
+    // The port is taken: listen fails, last of all.
+    const taken = servers[0]!.server.address() as { port: number };
+    await assert.rejects(startServer({ ...config, data_dir: seeded, listen: { host: '127.0.0.1', port: taken.port } }, { log: () => {}, env: {} }),
+      { code: 'EADDRINUSE' });
+    assert.equal(await redisConnections(before), before);
   });
 });
 

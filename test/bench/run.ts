@@ -144,7 +144,7 @@ async function main() {
   const issuer = `http://127.0.0.1:${port}`;
   const client = { id: 'bench', secret: 'bench-secret-0123456789', redirect: 'https://app.example.test/callback' };
   const config = join(dir, 'guestlist.yaml');
-  await writeFile(config, `issuer: ${issuer}\nlisten: 127.0.0.1:${port}\ndata_dir: ${join(dir, 'data')}\ntailscale: {socket: ${socket}}\nrate_limits: {interaction: 0, token: 0}\nclients:\n  - {client_id: ${client.id}, client_secret: ${client.secret}, redirect_uris: ["${client.redirect}"]}\n`);
+  await writeFile(config, `issuer: ${issuer}\nlisten: 127.0.0.1:${port}\ndata_dir: ${join(dir, 'data')}\ntailscale: {socket: ${socket}}\nrate_limits: {authorize: 0, interaction: 0, token: 0, pending: 0}\nclients:\n  - {client_id: ${client.id}, client_secret: ${client.secret}, redirect_uris: ["${client.redirect}"]}\n`);
   const guestlist = [...SERVER_FLAGS, join(root, 'dist/main.js'), 'serve', '--config', config];
   const loadEnv = { BENCH_URL: issuer, BENCH_SOCKET: socket, BENCH_CLIENT_ID: client.id, BENCH_CLIENT_SECRET: client.secret, BENCH_REDIRECT_URI: client.redirect };
 

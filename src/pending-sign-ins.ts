@@ -1,0 +1,75 @@
+import type { Context, Middleware } from 'koa';
+import type { ClientNetwork } from './client-network.ts';
+import type { Pages } from './pages.ts';
+
+// Every authorization request that needs a page starts a pending sign-in (oidc-provider's
+// Interaction), kept until it finishes or expires; anyone can start one without signing in. So
+// that a flood from one network cannot push out the sign-ins of everybody else, each network may
+// hold at most `perNetwork` of them at once, and when guestlist holds `max` in all (below what
+// the storage keeps, so nothing is ever evicted) new ones are refused. Both fail closed: the
+// flooder, or at worst a newcomer, is told to wait; a sign-in already under way is never lost.
+
+interface Pending {
+  network: string;
+  expiresAt: number;
+}
+
+const STARTED = /\/interaction\/([A-Za-z0-9_-]{1,64})$/;
+const RESUME = /^\/auth\/([A-Za-z0-9_-]{1,64})$/;
+
+export function pendingSignIns(options: { perNetwork: number; max: number; ttlMs: number; network: ClientNetwork; pages: Pages }): Middleware {
+  const { perNetwork, max, ttlMs, network, pages } = options;
+  // Insertion order is expiry order (one TTL for all), so the stale ones are always at the front.
+  const byUid = new Map<string, Pending>();
+  const byNetwork = new Map<string, number>();
+
+  const forget = (uid: string) => {
+    const p = byUid.get(uid);
+    if (!p) return;
+    byUid.delete(uid);
+    const n = (byNetwork.get(p.network) ?? 1) - 1;
+    if (n > 0) byNetwork.set(p.network, n);
+    else byNetwork.delete(p.network);
+  };
+  const prune = (now: number) => {
+    for (const [uid, p] of byUid) {
+      if (p.expiresAt > now) break;
+      forget(uid);
+    }
+  };
+
+  const refuse = (ctx: Context, status: number, message: string) => {
+    ctx.status = status;
+    ctx.set('Retry-After', '60');
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = 'html';
+    ctx.body = pages.render('message', 'Too many sign-ins', { heading: 'Too many sign-ins in progress', message });
+  };
+
+  return async (ctx, next) => {
+    if (perNetwork <= 0) return next();
+    const resume = RESUME.exec(ctx.path);
+    const starting = ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST');
+    if (!starting && !resume) return next();
+    prune(Date.now());
+    let net: string | undefined;
+    if (starting) {
+      net = await network(ctx.req);
+      if ((byNetwork.get(net) ?? 0) >= perNetwork) {
+        return refuse(ctx, 429, 'Your network has started many sign-ins that have not finished yet. Finish or close them, or wait a few minutes, and try again.');
+      }
+      if (byUid.size >= max) {
+        return refuse(ctx, 503, 'guestlist has too many sign-ins in progress right now. Try again in a few minutes.');
+      }
+    }
+    await next();
+    if (resume) forget(resume[1]!);
+    // oidc-provider sends the browser to /interaction/<uid> when it has made a pending sign-in.
+    const uid = ctx.status >= 300 && ctx.status < 400 ? STARTED.exec(ctx.response.get('Location').split('?')[0]!)?.[1] : undefined;
+    if (uid && !byUid.has(uid)) {
+      net ??= await network(ctx.req);
+      byUid.set(uid, { network: net, expiresAt: Date.now() + ttlMs });
+      byNetwork.set(net, (byNetwork.get(net) ?? 0) + 1);
+    }
+  };
+}
