@@ -49,6 +49,18 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  // Whatever a start has acquired (the Redis connection) is released again, newest first, when a
+  // later step fails for any reason: an open connection would keep the failed process running.
+  const acquired: (() => Promise<void>)[] = [];
+  try {
+    return await start(config, options, (release) => acquired.push(release));
+  } catch (err) {
+    for (const release of acquired.reverse()) await release().catch(() => {});
+    throw err;
+  }
+}
+
+async function start(config: Config, options: ServerOptions, onFailure: (release: () => Promise<void>) => void): Promise<RunningServer> {
   // Checked again here, not only when a file is loaded: a config can be built in code.
   const unsafe = serveHeadersProblem(config);
   if (unsafe) throw new ConfigError('config', [unsafe]);
@@ -62,6 +74,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   });
   // In memory by default; in Redis when several instances must share logins in flight.
   const shared = config.storage ? await connectSharedState(config.storage, config.groups, TTL.Session, log) : undefined;
+  if (shared) onFailure(() => shared.close());
   const storage: LruStorage = shared ? { adapterFor: shared.adapterFor, sizes: () => ({}), purgeStale: () => {} } : createLruStorage();
   const accounts = shared?.accounts ?? createAccountStore(config.groups, TTL.Session);
   const pins = shared?.pins ?? createPinBindings();
@@ -107,18 +120,13 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     connectionsCheckingInterval: Math.min(5_000, headersTimeout),
     maxHeaderSize: 16 * 1024,
   }, onlyPaths(provider.callback()));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.listen.port, config.listen.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject);
+      resolve();
     });
-  } catch (err) {
-    await shared?.close(); // or its connection would keep a failed start from exiting
-    throw err;
-  }
+  });
   const purge = setInterval(() => storage.purgeStale(), 60_000);
   purge.unref();
 
