@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile, parseConfig, type Config } from './config.ts';
-import { isAbsolute, resolve } from 'node:path';
+import { ConfigError, loadConfig, sourceName, type Config, type ConfigSource } from './config.ts';
 import { demoConfig } from './demo.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
 import { StorageUnavailable } from './redis-storage.ts';
@@ -23,7 +22,8 @@ Usage:
                                     create the signing keys and cookie secrets in data_dir
                                     now (to copy to every instance that shares storage)
 
-The config file may also be given as GUESTLIST_CONFIG. PORT overrides the listen port.
+The config file may also be given as GUESTLIST_CONFIG, or the YAML itself as GUESTLIST_CONFIG_YAML.
+PORT overrides the listen port.
 `;
 
 export interface CliIo {
@@ -56,27 +56,29 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     io.out(USAGE);
     return 0;
   }
-  const file = parsed.values.config ?? io.env.GUESTLIST_CONFIG;
+  // --config FILE, else the YAML itself in GUESTLIST_CONFIG_YAML, else GUESTLIST_CONFIG (a file).
+  const { GUESTLIST_CONFIG_YAML: yaml, GUESTLIST_CONFIG: file } = io.env;
+  const source: ConfigSource | undefined = parsed.values.config !== undefined ? { file: parsed.values.config }
+    : yaml ? { yaml } : file ? { file } : undefined;
   const sub = rest.join(' ');
   if (command === 'client' && rest[0] === 'add' && rest.length === 2) {
-    return clientAdd(rest[1]!, parsed.values['redirect-uri'] ?? [], file, parsed.values.issuer, io);
+    return clientAdd(rest[1]!, parsed.values['redirect-uri'] ?? [], source, parsed.values.issuer, io);
   }
-  if (command === 'keys' && sub === 'rotate') return keysRotate(file, io);
-  if (command === 'keys' && sub === 'init') return keysInit(file, io);
+  if (command === 'keys' && sub === 'rotate') return keysRotate(source, io);
+  if (command === 'keys' && sub === 'init') return keysInit(source, io);
   if (rest.length > 0 || (command !== 'serve' && command !== 'check')) {
     io.err(`unknown command: ${parsed.positionals.join(' ')}\n\n${USAGE}`);
     return 2;
   }
 
   if (command === 'check') {
-    const inline = parsed.values.config === undefined ? io.env.GUESTLIST_CONFIG_YAML : undefined;
-    if (!file && !inline) {
+    if (!source) {
       io.err('check needs --config FILE\n');
       return 2;
     }
     try {
-      const config = inline ? configFromEnvironment(inline, io.env) : await loadConfigFile(file!, io.env);
-      io.out(`${inline ? 'GUESTLIST_CONFIG_YAML' : file} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
+      const config = await loadConfig(source, io.env);
+      io.out(`${sourceName(source)} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
       return 0;
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -87,8 +89,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
 
   let config: Config;
   try {
-    const inline = parsed.values.config === undefined ? io.env.GUESTLIST_CONFIG_YAML : undefined;
-    config = inline ? configFromEnvironment(inline, io.env) : file ? await loadConfigFile(file, io.env) : demoConfig(io.env);
+    config = source ? await loadConfig(source, io.env) : demoConfig(io.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.err(`${err.message}\n`);
@@ -118,13 +119,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
   return running;
 }
 
-async function loadForCommand(file: string | undefined, io: CliIo): Promise<Config | number> {
-  if (!file) {
-    io.err('this command needs --config FILE (or GUESTLIST_CONFIG)\n');
+async function loadForCommand(source: ConfigSource | undefined, io: CliIo): Promise<Config | number> {
+  if (!source) {
+    io.err('this command needs --config FILE (or GUESTLIST_CONFIG, or GUESTLIST_CONFIG_YAML)\n');
     return 2;
   }
   try {
-    return await loadConfigFile(file, io.env);
+    return await loadConfig(source, io.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.err(`${err.message}\n`);
@@ -132,7 +133,7 @@ async function loadForCommand(file: string | undefined, io: CliIo): Promise<Conf
   }
 }
 
-async function clientAdd(name: string, redirectUris: string[], file: string | undefined, issuerFlag: string | undefined, io: CliIo): Promise<number> {
+async function clientAdd(name: string, redirectUris: string[], source: ConfigSource | undefined, issuerFlag: string | undefined, io: CliIo): Promise<number> {
   if (!/^[A-Za-z0-9._~-]+$/.test(name)) {
     io.err(`client name "${name}" may only use letters, digits, ".", "_", "~" and "-"\n`);
     return 2;
@@ -144,8 +145,8 @@ async function clientAdd(name: string, redirectUris: string[], file: string | un
     return 2;
   }
   let issuer = issuerFlag;
-  if (!issuer && file) {
-    const config = await loadForCommand(file, io);
+  if (!issuer && source) {
+    const config = await loadForCommand(source, io);
     if (typeof config === 'number') return config;
     issuer = config.issuer;
   }
@@ -184,8 +185,8 @@ oidc:
   return 0;
 }
 
-async function keysRotate(file: string | undefined, io: CliIo): Promise<number> {
-  const config = await loadForCommand(file, io);
+async function keysRotate(source: ConfigSource | undefined, io: CliIo): Promise<number> {
+  const config = await loadForCommand(source, io);
   if (typeof config === 'number') return config;
   try {
     const { kid, published } = await rotateSigningKey(config.data_dir);
@@ -199,19 +200,8 @@ async function keysRotate(file: string | undefined, io: CliIo): Promise<number> 
   }
 }
 
-/** The whole config in one environment variable (a Fly secret); relative paths from the cwd. */
-function configFromEnvironment(text: string, env: CliIo['env']): Config {
-  const config = parseConfig(text, env, 'GUESTLIST_CONFIG_YAML');
-  const near = (p: string) => (isAbsolute(p) ? p : resolve(p));
-  return {
-    ...config,
-    data_dir: near(config.data_dir),
-    ...(config.tailscale ? { tailscale: { ...config.tailscale, socket: near(config.tailscale.socket) } } : {}),
-  };
-}
-
-async function keysInit(file: string | undefined, io: CliIo): Promise<number> {
-  const config = await loadForCommand(file, io);
+async function keysInit(source: ConfigSource | undefined, io: CliIo): Promise<number> {
+  const config = await loadForCommand(source, io);
   if (typeof config === 'number') return config;
   const created: string[] = [];
   await loadOrCreateKeys(config.data_dir, { onCreate: (f) => created.push(f) });

@@ -90,20 +90,38 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-export async function loadConfigFile(file: string, env: Env = process.env): Promise<Config> {
+/** Where a config comes from: a file, or the YAML itself (GUESTLIST_CONFIG_YAML, a Fly secret). */
+export type ConfigSource = { file: string } | { yaml: string };
+
+/** How errors name a source: the file's path, or the environment variable that held the YAML. */
+export function sourceName(source: ConfigSource): string {
+  return 'file' in source ? source.file : 'GUESTLIST_CONFIG_YAML';
+}
+
+/**
+ * The one loader, for every command and either source: parse and validate, resolve relative
+ * paths, then check what only the filesystem can tell, so that `check` refuses whatever `serve`
+ * would fail on. Relative paths mean relative to the config file, not to wherever the process was
+ * started (`npm start` always runs in the project directory); for YAML with no file, relative to
+ * the working directory.
+ */
+export async function loadConfig(source: ConfigSource, env: Env = process.env): Promise<Config> {
+  const name = sourceName(source);
   let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file (mount your config there, pass --config FILE, or put the YAML itself in GUESTLIST_CONFIG_YAML)'
-      : code === 'EACCES' ? 'permission denied' : String((err as Error).message);
-    throw new ConfigError(file, [`cannot read the config file: ${why}`]);
+  if ('file' in source) {
+    try {
+      text = await readFile(source.file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file (mount your config there, pass --config FILE, or put the YAML itself in GUESTLIST_CONFIG_YAML)'
+        : code === 'EACCES' ? 'permission denied' : String((err as Error).message);
+      throw new ConfigError(name, [`cannot read the config file: ${why}`]);
+    }
+  } else {
+    text = source.yaml;
   }
-  const config = parseConfig(text, env, file);
-  // Relative paths mean relative to the config file, not to wherever the process was started
-  // (`npm start` always runs in the project directory).
-  const base = dirname(resolve(file));
+  const config = parseConfig(text, env, name);
+  const base = 'file' in source ? dirname(resolve(source.file)) : process.cwd();
   const near = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const resolved: Config = {
     ...config,
@@ -115,10 +133,15 @@ export async function loadConfigFile(file: string, env: Env = process.env): Prom
     try {
       await readFile(resolved.branding.stylesheet);
     } catch (err) {
-      throw new ConfigError(file, [`branding.stylesheet: cannot read ${resolved.branding.stylesheet}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+      throw new ConfigError(name, [`branding.stylesheet: cannot read ${resolved.branding.stylesheet}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
     }
   }
   return resolved;
+}
+
+/** loadConfig for a file. */
+export function loadConfigFile(file: string, env: Env = process.env): Promise<Config> {
+  return loadConfig({ file }, env);
 }
 
 export function parseConfig(text: string, env: Env = process.env, source = 'config'): Config {
