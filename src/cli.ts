@@ -113,7 +113,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     discovery: `${config.issuer}/.well-known/openid-configuration`,
     listening: running.url,
     clients: config.clients.map((c) => ({ client_id: c.client_id, redirect_uris: c.redirect_uris })),
-    sources: config.demo ? ['tailscale (when tailscaled answers)', 'demo sample user'] : config.tailscale ? ['tailscale'] : [],
+    sources: [
+      ...(config.tailscale ? [config.demo ? 'tailscale (when tailscaled answers)' : 'tailscale'] : []),
+      ...(config.plex ? ['plex'] : []),
+      ...(config.demo ? ['demo sample user'] : []),
+    ],
     ...(config.demo ? { demo: 'a built-in demo on localhost; run with --config FILE for real use' } : {}),
   });
   return running;
