@@ -31,7 +31,7 @@ describe('CORS', () => {
   test('/token sends no CORS headers to a page on another site, whatever it posts', async () => {
     const { callback } = await login(env);
     assert.ok(callback);
-    const bodies = [
+    const bodies: { headers: Record<string, string>; body: URLSearchParams }[] = [
       // a real code and the client's credentials
       { headers: { authorization: basic }, body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: HEADSCALE.redirect_uris[0]! }) },
       // no client authentication at all (oidc-provider echoed the Origin on this error)
