@@ -65,6 +65,14 @@ function isDependentAccount(account: PlexUser): boolean {
 }
 
 /**
+ * An account with a plex.tv login of its own (a Home member who is not managed, say), whose email
+ * is therefore its own: plex.tv addresses belong to one account each.
+ */
+function hasOwnLogin(account: PlexUser, username: string | undefined): boolean {
+  return username !== undefined && account.restricted !== true && account.guest !== true;
+}
+
+/**
  * The username, as a name config groups may list: Plex ties it to this one account. One with "@"
  * or ":" could pass for an email, a Tailscale login name, a tag or a `sub`, so it is not listed.
  */
@@ -159,14 +167,16 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
       const name = nonEmptyString(account.friendlyName) ?? nonEmptyString(account.title);
       if (servers.length === 0) {
         throw new Refusal('not-allowed', 'You are not on the guest list',
-          `You signed in to Plex as ${login}, but the Plex server this site is for is not shared with that account. Ask its owner to share it with you, then try again.`);
+          `You signed in to Plex as ${login}, but the Plex server this site is for is not shared with that account. Ask its owner to share it with you, then try again.`,
+          `plex:${account.id} has none of plex.server_ids among its resources`);
       }
       const dependent = isDependentAccount(account);
       const groups = ['plex', ...servers.map((s) => `plex:${s.clientIdentifier}`)];
       if (!dependent && servers.some((s) => s.owned === true)) groups.push('plex-owner');
-      // Only an address the account confirmed, and never one a managed or Home account may share
-      // with the Home's owner: without it there is no email claim and no group by email.
-      const email = !dependent && account.confirmed === true ? nonEmptyString(account.email) : undefined;
+      // Only an address the account confirmed, on an account that signs in to plex.tv by itself:
+      // a managed user or a guest may carry the Home owner's address. Without it there is no
+      // email claim and no group by email.
+      const email = hasOwnLogin(account, username) && account.confirmed === true ? nonEmptyString(account.email) : undefined;
       const thumb = nonEmptyString(account.thumb);
       return {
         source: 'plex',

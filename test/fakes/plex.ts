@@ -67,6 +67,11 @@ export const PLEX_USERS: Record<string, FakePlexUser> = {
   kid: { id: 2639470, uuid: '5a5a5a5a5a5a5a5a', username: '', title: 'ownerusername', friendlyName: '', email: 'owner@example.com', confirmed: true,
     home: true, homeAdmin: false, restricted: true, guest: false,
     resources: [server(SERVER_ID, true, "Owner's Plex", true)] },
+  // A Home member with a plex.tv login of her own (not managed): her email is her own, but her
+  // copy of the owner's server still comes back owned.
+  hannah: { id: 2639471, uuid: '4b4b4b4b4b4b4b4b', username: 'hannah', title: 'hannah', friendlyName: 'Hannah', email: 'hannah@example.com', confirmed: true,
+    home: true, homeAdmin: false, restricted: false, guest: false,
+    resources: [server(SERVER_ID, true, "Owner's Plex", true)] },
   // Has the share, and typed someone else's address as her email without confirming it.
   erin: { id: 41000007, uuid: '0e0e0e0e0e0e0e0e', username: 'erin', title: 'erin', friendlyName: 'Erin', email: 'alice@example.com', confirmed: false, ...NOT_HOME,
     resources: [server(SERVER_ID, false, "Owner's Plex")] },

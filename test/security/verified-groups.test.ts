@@ -131,6 +131,13 @@ describe('Plex: groups from verified facts only', () => {
     assert.deepEqual(sorted(groups), ['by-id', 'plex', `plex:${SERVER_ID}`]);
   });
 
+  test('a Home member with a plex.tv login of her own keeps her own email, but is not the owner', async () => {
+    const claims = await plexClaims(env, 'hannah');
+    assert.equal(claims.sub, `plex:${PLEX_USERS.hannah!.id}`);
+    assert.equal(claims.email, 'hannah@example.com');
+    assert.ok(!(claims.groups as string[]).includes('plex-owner'));
+  });
+
   test('a managed Home user is refused by an app for the owner\'s groups; the owner is let in', async () => {
     const kid = await plexSignIn(env, 'kid', OWNERS_ONLY);
     assert.equal(kid.done.redirectedTo, undefined);
