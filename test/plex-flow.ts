@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
 import type { ClientConfig } from '../src/config.ts';
-import { Browser, discover, type BrowserResult, type TestEnv } from './helpers.ts';
+import { Browser, discover, HEADSCALE, type BrowserResult, type TestEnv } from './helpers.ts';
 
 // The Plex sign-in as static/plex.js drives it, step by step over HTTP: the page, a PIN made
 // "in the browser" (with an Origin, as a page's fetch has), its binding to the login (id and
 // code), Plex's approval, and the finish the page posts. Shared by the Plex test files.
+
+/** An app that accepts Plex only. */
+export const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 
 export interface PlexPage {
   browser: Browser;

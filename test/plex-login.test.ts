@@ -1,60 +1,22 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as client from 'openid-client';
 import type { ClientConfig } from '../src/config.ts';
 import { SERVER_ID, type FakePlex } from './fakes/plex.ts';
 import { ALICE } from './fakes/tailscaled.ts';
-import { Browser, discover, HEADSCALE, startTestEnv, type BrowserResult, type TestEnv } from './helpers.ts';
+import { Browser, HEADSCALE, startTestEnv, type TestEnv } from './helpers.ts';
+import { bindPin, createPin, FRIENDS, openPlexPage as openPage, redeem, type PlexPage } from './plex-flow.ts';
 
-// The Plex sign-in as the page's script drives it, step by step over HTTP: the page, a PIN made
-// "in the browser" (with an Origin, as a page's fetch has), its binding to the login, Plex's
-// approval, and the server's own check. The same flow in a real browser is in plex-browser.test.ts.
+// The Plex sign-in as the page's script drives it, step by step over HTTP (test/plex-flow.ts),
+// and the server's own check. The same flow in a real browser is in plex-browser.test.ts.
 
-const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 const TAILNET_ONLY: ClientConfig = { ...HEADSCALE, client_id: 'tailnet-only', name: 'Tailnet App', redirect_uris: ['https://ts.example.test/callback'], sources: ['tailscale'] };
 const BOTH: ClientConfig = { ...HEADSCALE, client_id: 'both', name: 'Both App', redirect_uris: ['https://both.example.test/callback'] };
 
-interface PlexPage {
-  browser: Browser;
-  page: BrowserResult;
-  config: client.Configuration;
-  verifier: string;
-  state: string;
-  nonce: string;
-  data: Record<string, string>;
-}
+const openPlexPage = (env: TestEnv, c: ClientConfig = FRIENDS, browser?: Browser) => openPage(env, c, browser);
 
-async function openPlexPage(env: TestEnv, c: ClientConfig = FRIENDS, browser = new Browser(env, null)): Promise<PlexPage> {
-  const config = await discover(env, c);
-  const verifier = client.randomPKCECodeVerifier();
-  const state = client.randomState();
-  const nonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(config, {
-    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
-    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
-  });
-  const page = await browser.walk(url);
-  const data = Object.fromEntries([...page.body.matchAll(/data-([a-z-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.replace(/&#38;/g, '&')]));
-  return { browser, page, config, verifier, state, nonce, data };
-}
-
-/** What static/plex.js does before Plex: create the PIN at plex.tv from the page, bind it here. */
 async function createAndBindPin(env: TestEnv, p: PlexPage) {
-  const res = await fetch(`${p.data.api}/api/v2/pins?strong=true&X-Plex-Product=${encodeURIComponent(p.data.product!)}&X-Plex-Client-Identifier=${p.data['client-id']}`, {
-    method: 'POST', headers: { Accept: 'application/json', Origin: env.issuer },
-  });
-  assert.equal(res.status, 201);
-  const pin = await res.json() as { id: number; code: string };
-  const bind = await p.browser.post(p.data.bind!, JSON.stringify({ id: pin.id, code: pin.code }), 'application/json');
-  return { pin, bind };
-}
-
-async function redeem(p: PlexPage, callback: URL) {
-  return client.authorizationCodeGrant(p.config, callback, { pkceCodeVerifier: p.verifier, expectedState: p.state, expectedNonce: p.nonce });
-}
-
-function finishUrl(p: PlexPage): string {
-  return /<form id="plex-finish" method="post" action="([^"]+)"/.exec(p.page.body)![1]!;
+  const pin = await createPin(env, p);
+  return { pin, bind: await bindPin(p, pin) };
 }
 
 describe('Plex sign-in', () => {
@@ -84,7 +46,7 @@ describe('Plex sign-in', () => {
     assert.equal(bind.status, 204);
     plex.approve(pin.code, 'alice');
     const before = plex.calls.length;
-    const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
+    const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
     assert.ok(done.redirectedTo, `HTTP ${done.status}: ${done.body.slice(0, 300)}`);
     const serverCalls = plex.calls.slice(before).filter((c) => !c.fromBrowser).map((c) => c.path);
     assert.deepEqual(serverCalls, [`/api/v2/pins/${pin.id}`, '/api/v2/user', '/api/v2/resources']);
@@ -107,7 +69,7 @@ describe('Plex sign-in', () => {
     const p = await openPlexPage(env);
     const { pin } = await createAndBindPin(env, p);
     plex.approve(pin.code, 'owner');
-    const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
+    const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
     const claims = (await redeem(p, done.redirectedTo!)).claims()!;
     assert.equal(claims.sub, 'plex:2639453');
     assert.ok((claims.groups as string[]).includes('plex-owner'));
@@ -117,7 +79,7 @@ describe('Plex sign-in', () => {
     const p = await openPlexPage(env);
     const { pin } = await createAndBindPin(env, p);
     plex.approve(pin.code, 'dave');
-    const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
+    const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
     assert.equal(done.redirectedTo, undefined);
     assert.equal(done.status, 403);
     assert.match(done.body, /not on the guest list/);
@@ -130,7 +92,7 @@ describe('Plex sign-in', () => {
     const { pin } = await createAndBindPin(env, p);
     plex.approve(pin.code, 'alice');
     plex.expire(pin.id);
-    const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
+    const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
     assert.equal(done.redirectedTo, undefined);
     assert.equal(done.status, 400);
     assert.match(done.body, /expired before it was finished/);
@@ -141,7 +103,7 @@ describe('Plex sign-in', () => {
     const p = await openPlexPage(env);
     await createAndBindPin(env, p);
     const forged = new URLSearchParams({ authToken: 'forged-token', id: '2639453', allowed: 'true', username: 'ownerusername' }).toString();
-    const done = await p.browser.post(finishUrl(p), forged, 'application/x-www-form-urlencoded');
+    const done = await p.browser.post(p.finishUrl, forged, 'application/x-www-form-urlencoded');
     assert.equal(done.redirectedTo, undefined);
     assert.equal(done.status, 200);
     assert.match(done.body, /has not confirmed the sign-in yet/);
@@ -154,7 +116,7 @@ describe('Plex sign-in', () => {
     const bind = await victim.browser.post(victim.data.bind!, JSON.stringify({ id: attackerPin.id, code: attackerPin.code }), 'application/json');
     assert.equal(bind.status, 409);
     assert.match(bind.body, /already approved/);
-    const done = await victim.browser.post(finishUrl(victim), '', 'application/x-www-form-urlencoded');
+    const done = await victim.browser.post(victim.finishUrl, '', 'application/x-www-form-urlencoded');
     assert.equal(done.redirectedTo, undefined);
   });
 
@@ -191,7 +153,7 @@ describe('Plex sign-in', () => {
       plex.approve(pin.code, 'alice');
       plex.faults.set('/api/v2/user', fault);
       try {
-        const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
+        const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
         assert.equal(done.redirectedTo, undefined);
         assert.equal(done.status, 503);
         assert.match(done.body, /Plex is not answering/);
@@ -211,7 +173,7 @@ describe('Plex sign-in', () => {
       plex.faults.set(path, 'http-401');
       const logged = env.logs.length;
       try {
-        const done = await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded');
+        const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
         assert.equal(done.redirectedTo, undefined);
         assert.equal(done.status, 403);
         assert.match(done.body, /Plex did not confirm your sign-in/);
@@ -245,7 +207,7 @@ describe('Plex sign-in', () => {
     const p = await openPlexPage(env, FRIENDS, new Browser(env, null));
     const { pin } = await createAndBindPin(env, p);
     plex.approve(pin.code, 'alice');
-    assert.ok((await p.browser.post(finishUrl(p), '', 'application/x-www-form-urlencoded')).redirectedTo);
+    assert.ok((await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded')).redirectedTo);
     // Same browser, same guestlist session, an app that takes only tailnet devices.
     const ts = await openPlexPage(env, TAILNET_ONLY, p.browser);
     assert.equal(ts.page.redirectedTo, undefined);

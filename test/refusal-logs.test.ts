@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { ClientConfig } from '../src/config.ts';
 import { ALICE, BOB_GITHUB, CI_RUNNER_TAGGED } from './fakes/tailscaled.ts';
 import { Browser, HEADSCALE, login, startTestEnv, type TestEnv } from './helpers.ts';
-import { bindPin, createPin, finishPlex, openPlexPage } from './plex-flow.ts';
+import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage } from './plex-flow.ts';
 
 // "Why was this person refused?" has an answer in the log for every refusal and every source
 // failure: the reason and its cause (the socket, the HTTP status, the timeout), also when the
@@ -11,7 +11,6 @@ import { bindPin, createPin, finishPlex, openPlexPage } from './plex-flow.ts';
 
 const BOTH: ClientConfig = { ...HEADSCALE, client_id: 'both', name: 'Family Photos', redirect_uris: ['https://photos.example.test/callback'] };
 const BOTH_ADMINS: ClientConfig = { ...BOTH, client_id: 'both-admins', name: 'Grafana', redirect_uris: ['https://grafana.example.test/callback'], allowed_groups: ['admins'] };
-const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 
 describe('every refusal is logged with its reason and cause', () => {
   let env: TestEnv;

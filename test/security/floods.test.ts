@@ -4,14 +4,13 @@ import { Agent, request } from 'node:http';
 import type { ClientConfig } from '../../src/config.ts';
 import { networkOf } from '../../src/client-network.ts';
 import { ALICE, BOB_GITHUB } from '../fakes/tailscaled.ts';
-import { Browser, HEADSCALE, login, startTestEnv, type TestEnv } from '../helpers.ts';
-import { bindPin, createPin, finishPlex, openPlexPage } from '../plex-flow.ts';
+import { Browser, login, startTestEnv, type TestEnv } from '../helpers.ts';
+import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage } from '../plex-flow.ts';
 
 // What one network can do to everybody else's sign-ins: it is counted as one network however
 // many addresses it rotates through, and it can hold only its share of pending sign-ins, so
 // its flood of authorization requests never pushes out a sign-in from somewhere else.
 
-const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 
 function authorizeUrl(env: TestEnv, c: ClientConfig = FRIENDS): string {
   return `/auth?${new URLSearchParams({ client_id: c.client_id, response_type: 'code', scope: 'openid', redirect_uri: c.redirect_uris[0]!, state: 's' })}`;

@@ -1,16 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClientConfig } from '../../src/config.ts';
 import { createPinBindings } from '../../src/plex-pins.ts';
-import { Browser, HEADSCALE, startTestEnv, type TestEnv } from '../helpers.ts';
-import { bindPin, createPin, finishPlex, openPlexPage, redeem } from '../plex-flow.ts';
+import { Browser, startTestEnv, type TestEnv } from '../helpers.ts';
+import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage, redeem } from '../plex-flow.ts';
 
 // Binding a Plex PIN to a login is proof of possession: the page must show the PIN's secret
 // code, which only its creator and plex.tv know. PIN ids are sequential, so an id alone proves
 // nothing. And the memory of which PINs were bound never forgets one that Plex could still
 // approve, however many binds an attacker makes.
 
-const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 
 /** A browser behind the deployment's proxy, which reports its address in Fly-Client-IP. */
 const from = (env: TestEnv, ip: string) => new Browser(env, null, { 'fly-client-ip': ip });

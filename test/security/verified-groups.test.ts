@@ -1,70 +1,37 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as client from 'openid-client';
+import type * as client from 'openid-client';
 import type { ClientConfig } from '../../src/config.ts';
 import { PLEX_USERS, SERVER_ID } from '../fakes/plex.ts';
 import { ALICE, BOB_GITHUB, CI_RUNNER_TAGGED } from '../fakes/tailscaled.ts';
-import { Browser, discover, HEADSCALE, login, startTestEnv, type TestEnv } from '../helpers.ts';
+import { login, startTestEnv, type TestEnv } from '../helpers.ts';
+import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage, redeem } from '../plex-flow.ts';
 
 // Groups come from verified facts only: the verified email, the Tailscale login name, the Plex
 // username, an allowed tagged device's tags, and the `sub` itself. Never an unconfirmed email, a
 // Plex title, a device's host name or anything else a person can set; and a managed Plex Home
 // account never passes for the Home's owner. Every login here goes through real HTTP.
 
-const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 const OWNERS_ONLY: ClientConfig = { ...FRIENDS, client_id: 'owners-only', name: 'Owners App', redirect_uris: ['https://owners.example.test/callback'], allowed_groups: ['owners'] };
 
 const KID_SUB = `plex:${PLEX_USERS.kid!.id}`;
 
-interface PlexLogin {
-  browser: Browser;
-  config: client.Configuration;
-  verifier: string;
-  state: string;
-  nonce: string;
-  data: Record<string, string>;
-  finishUrl: string;
-}
-
-/** Open the Plex page for `c`, as plex-login.test.ts does. */
-async function openPlexPage(env: TestEnv, c: ClientConfig): Promise<PlexLogin> {
-  const browser = new Browser(env, null);
-  const config = await discover(env, c);
-  const verifier = client.randomPKCECodeVerifier();
-  const state = client.randomState();
-  const nonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(config, {
-    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
-    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
-  });
-  const page = await browser.walk(url);
-  assert.equal(page.status, 200, page.body.slice(0, 300));
-  const data = Object.fromEntries([...page.body.matchAll(/data-([a-z-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.replace(/&#38;/g, '&')]));
-  const finishUrl = /<form id="plex-finish" method="post" action="([^"]+)"/.exec(page.body)![1]!;
-  return { browser, config, verifier, state, nonce, data, finishUrl };
-}
-
-/** The page's steps: a PIN made at plex.tv from the browser, bound here, approved as `user`, finished. */
+/** A whole Plex sign-in to `c` as `user`: page, PIN, bind, approval, finish. */
 async function plexSignIn(env: TestEnv, user: string, c: ClientConfig = FRIENDS) {
   const p = await openPlexPage(env, c);
-  const res = await fetch(`${p.data.api}/api/v2/pins?strong=true&X-Plex-Product=${encodeURIComponent(p.data.product!)}&X-Plex-Client-Identifier=${p.data['client-id']}`, {
-    method: 'POST', headers: { Accept: 'application/json', Origin: env.issuer },
-  });
-  assert.equal(res.status, 201);
-  const pin = await res.json() as { id: number; code: string };
-  const bind = await p.browser.post(p.data.bind!, JSON.stringify({ id: pin.id, code: pin.code }), 'application/json');
+  assert.equal(p.page.status, 200, p.page.body.slice(0, 300));
+  const pin = await createPin(env, p);
+  const bind = await bindPin(p, pin);
   assert.equal(bind.status, 204, bind.body);
   env.plex.approve(pin.code, user);
-  const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
-  return { p, done };
+  return { p, done: await finishPlex(p) };
 }
 
 /** The claims an app gets for `user` after a Plex sign-in. */
 async function plexClaims(env: TestEnv, user: string): Promise<client.IDToken> {
   const { p, done } = await plexSignIn(env, user);
   assert.ok(done.redirectedTo, `HTTP ${done.status}: ${done.body.slice(0, 300)}`);
-  const tokens = await client.authorizationCodeGrant(p.config, done.redirectedTo, { pkceCodeVerifier: p.verifier, expectedState: p.state, expectedNonce: p.nonce });
-  return tokens.claims()!;
+  return (await redeem(p, done.redirectedTo)).claims()!;
 }
 
 const sorted = (groups: unknown) => [...(groups as string[])].sort();
