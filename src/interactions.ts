@@ -7,7 +7,7 @@ import { peerOf, type ClientNetwork } from './client-network.ts';
 import type { ClientConfig } from './config.ts';
 import type { Logger } from './log.ts';
 import type { PageValues, Pages } from './pages.ts';
-import type { PinBindings } from './plex-pins.ts';
+import { FINISH_CLAIM_MS, type PinBindings, type PinToBind } from './plex-pins.ts';
 import type { PlexSource } from './sources/plex.ts';
 import { Refusal, type AmbientSource, type Identity } from './sources/source.ts';
 
@@ -209,22 +209,36 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
         : 'guestlist has too many Plex sign-ins in progress right now. Try again in a few minutes.' });
     }
 
+    /**
+     * The PIN to finish with; or, while another request is finishing this login (on another
+     * instance: this one's are awaited above), where that one went once it is done.
+     */
+    const claimOrFollow = async (id: string): Promise<PinToBind | { redirect: string } | undefined> => {
+      for (const until = Date.now() + FINISH_CLAIM_MS; Date.now() < until;) {
+        const claimed = await pins.claim(id);
+        if (claimed && claimed !== 'finishing') return claimed;
+        const done = await provider.Interaction.find(id);
+        if (done?.result?.login) return { redirect: done.returnTo };
+        if (!claimed) return undefined;
+        await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
+      }
+      return undefined;
+    };
+
     // plex/finish and plex/return: the same check, made here with our own client identifier,
     // once per login however many times the form is sent.
     const underway = finishing.get(uid);
     if (underway) return answer(await underway);
     const work = (async (): Promise<Outcome> => {
-      const bound = await pins.claim(uid);
-      if (!bound) {
-        // Finished already (by another request, perhaps on another instance): go where it went.
-        const done = await provider.Interaction.find(uid);
-        if (done?.result?.login) return { redirect: done.returnTo };
-        return showPlex(400, 'Start the Plex sign-in again.');
-      }
+      const bound = await claimOrFollow(uid);
+      if (!bound) return showPlex(400, 'Start the Plex sign-in again.');
+      if ('redirect' in bound) return bound;
+      let settled = false;
       try {
         const pin = await plexHere.readPin(bound.id);
         if (pin.state === 'pending') {
           await pins.restore(uid, bound);
+          settled = true;
           return showPlex(200, action === 'plex/return'
             ? 'The Plex sign-in was cancelled or has not finished. Try again.'
             : 'Plex has not confirmed the sign-in yet. Try again.');
@@ -237,6 +251,8 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       } catch (err) {
         if (!(err instanceof Refusal)) throw err;
         return refuse(err, 'plex');
+      } finally {
+        if (!settled) await pins.settle(uid);
       }
     })();
     finishing.set(uid, work);
@@ -247,6 +263,9 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     }
   };
 }
+
+/** How often a request that finds another finishing the same login looks again. */
+const FOLLOW_EVERY_MS = 100;
 
 /** Words for the Plex page when the tailnet did not let someone in, where that is news to them. */
 function fallbackNotice(refusal: Refusal, clientName: string): string | undefined {

@@ -28,11 +28,19 @@ export interface PinToBind {
 export interface PinBindings {
   /** Bind a PIN (already proven pending and this login's) to an interaction, for the network that asked. */
   bind(interactionUid: string, pin: PinToBind, network: string): Promise<BindResult>;
-  /** Take the interaction's PIN to finish its login with: only one caller gets it. */
-  claim(interactionUid: string): Promise<PinToBind | undefined>;
+  /**
+   * Take the interaction's PIN to finish its login with: only one caller gets it; until that
+   * caller settles or restores it, the others are told 'finishing'.
+   */
+  claim(interactionUid: string): Promise<PinToBind | 'finishing' | undefined>;
   /** Plex has not approved it yet: give the claimed PIN back to its interaction. */
   restore(interactionUid: string, pin: PinToBind): Promise<void>;
+  /** The finish is over (signed in or refused): the PIN serves no one any more. */
+  settle(interactionUid: string): Promise<void>;
 }
+
+/** How long a finish may hold its claim (three plex.tv calls, each with a timeout). */
+export const FINISH_CLAIM_MS = 30_000;
 
 /** How long to remember a PIN: until plex.tv's expiry, within the cap. */
 export function pinRetentionMs(expiresAt: number, now = Date.now()): number {
@@ -46,6 +54,7 @@ export function createPinBindings(limits: { perNetwork: number; max: number } = 
   const perNetwork = new Map<string, number>();
   // Never larger than everBound, so its LRU bound never evicts.
   const byInteraction = new LRUCache<string, PinToBind>({ max: limits.max });
+  const finishing = new LRUCache<string, true>({ max: limits.max, ttl: FINISH_CLAIM_MS });
 
   const prune = (now: number) => {
     for (const [id, entry] of everBound) {
@@ -72,11 +81,17 @@ export function createPinBindings(limits: { perNetwork: number; max: number } = 
     },
     async claim(uid) {
       const pin = byInteraction.get(uid);
+      if (!pin) return finishing.has(uid) ? 'finishing' : undefined;
       byInteraction.delete(uid);
+      finishing.set(uid, true);
       return pin;
     },
     async restore(uid, pin) {
+      finishing.delete(uid);
       byInteraction.set(uid, pin, { ttl: pinRetentionMs(pin.expiresAt) });
+    },
+    async settle(uid) {
+      finishing.delete(uid);
     },
   };
 }

@@ -2,7 +2,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { accountFor, type AccountStore } from './accounts.ts';
 import type { Logger } from './log.ts';
-import { PIN_BINDS_MAX, PIN_BINDS_PER_NETWORK, pinRetentionMs, type PinBindings, type PinToBind } from './plex-pins.ts';
+import { FINISH_CLAIM_MS, PIN_BINDS_MAX, PIN_BINDS_PER_NETWORK, pinRetentionMs, type PinBindings, type PinToBind } from './plex-pins.ts';
 import type { RateCounter } from './rate-limits.ts';
 
 // Shared state for more than one instance, in Redis (or Valkey): everything a login needs across
@@ -86,6 +86,17 @@ async function guard<T>(work: () => Promise<T>): Promise<T> {
     clearTimeout(timer);
   }
 }
+
+const CLAIM_SCRIPT = `
+local pin = redis.call('GET', KEYS[1])
+if pin then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+  return pin
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'finishing' end
+return false
+`;
 
 export interface SharedState {
   adapterFor(model: string): Adapter;
@@ -186,12 +197,18 @@ export async function connectSharedState(url: string, groups: Record<string, str
         .exec();
       return 'bound';
     }),
-    // GETDEL: of two requests finishing one login, on any instances, one gets the PIN.
+    // Of two requests finishing one login, on any instances, one gets the PIN; the binding moves
+    // to a "finishing" key in the same step, so the other always sees one or the other.
     claim: (uid) => guard(async () => {
-      const json = await client.getDel(key('pin', uid));
-      return json ? JSON.parse(json) as PinToBind : undefined;
+      const got = await client.eval(CLAIM_SCRIPT, { keys: [key('pin', uid), key('pin-finishing', uid)], arguments: [String(FINISH_CLAIM_MS)] });
+      if (got === 'finishing') return 'finishing';
+      return typeof got === 'string' ? JSON.parse(got) as PinToBind : undefined;
     }),
-    restore: (uid, pin) => guard(async () => void (await client.set(key('pin', uid), JSON.stringify(pin), { PX: pinRetentionMs(pin.expiresAt) }))),
+    restore: (uid, pin) => guard(async () => void (await client.multi()
+      .del(key('pin-finishing', uid))
+      .set(key('pin', uid), JSON.stringify(pin), { PX: pinRetentionMs(pin.expiresAt) })
+      .exec())),
+    settle: (uid) => guard(async () => void (await client.del(key('pin-finishing', uid)))),
   };
 
   const counter: RateCounter = {

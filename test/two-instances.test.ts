@@ -10,7 +10,7 @@ import { freePort, tempDir } from './helpers.ts';
 // must pass with its steps split across instances.
 
 const REDIS = '/usr/bin/redis-server';
-const SUITES = ['test/tailscale-login.test.ts', 'test/plex-login.test.ts'];
+const SUITES = ['test/tailscale-login.test.ts', 'test/plex-login.test.ts', 'test/security/plex-pins.test.ts'];
 
 function redisMissing(): string | false {
   if (existsSync(REDIS)) return false;

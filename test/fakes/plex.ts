@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 
 // A stand-in for plex.tv and its approval page (app.plex.tv/auth) that answers as the reference
@@ -105,7 +105,8 @@ export class FakePlex {
   readonly calls: { method: string; path: string; fromBrowser: boolean; token?: string }[] = [];
   readonly pins = new Map<number, Pin>();
   private readonly tokens = new Map<string, string>(); // token -> username
-  private nextPinId = 1272322473;
+  // plex.tv's PIN ids are global: start each fake somewhere else, as a shared store outlives one.
+  private nextPinId = 1_272_322_473 + randomInt(1_000_000_000);
   private server: Server | undefined;
   private readonly hung = new Set<ServerResponse>();
 

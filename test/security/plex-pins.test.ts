@@ -115,6 +115,8 @@ describe('the memory of bound PINs', () => {
     assert.equal(await pins.bind('d', { id: 4, expiresAt: later }, 'net-3'), 'full');
     assert.equal(await pins.bind('e', { id: 1, expiresAt: later }, 'net-4'), 'taken');
     assert.deepEqual(await pins.claim('a'), { id: 1, expiresAt: later });
+    assert.equal(await pins.claim('a'), 'finishing');
+    await pins.settle('a');
     assert.equal(await pins.claim('a'), undefined);
   });
 
