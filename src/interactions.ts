@@ -134,14 +134,15 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       });
     };
 
+    const refusalPage = (refusal: Refusal): Outcome => page(refusal.status, 'refused', refusal.title, {
+      heading: refusal.title,
+      message: refusal.message,
+      client: client.name,
+      abort_url: `/interaction/${uid}/abort`,
+    });
     const refuse = (refusal: Refusal, source: string): Outcome => {
       logRefusal(refusal, source);
-      return page(refusal.status, 'refused', refusal.title, {
-        heading: refusal.title,
-        message: refusal.message,
-        client: client.name,
-        abort_url: `/interaction/${uid}/abort`,
-      });
+      return refusalPage(refusal);
     };
 
     const showPlex = (status = 200, notice?: string): Outcome => page(status, 'plex', `Sign in to ${client.name}`, {
@@ -172,9 +173,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       }
       // Whoever the network could not vouch for can still sign in with Plex.
       if (plexHere) return answer(showPlex(200, refused && fallbackNotice(refused.refusal, client.name)));
-      if (refused) return answer(page(refused.refusal.status, 'refused', refused.refusal.title, {
-        heading: refused.refusal.title, message: refused.refusal.message, client: client.name, abort_url: `/interaction/${uid}/abort`,
-      }));
+      if (refused) return answer(refusalPage(refused.refusal)); // logged above
       return answer(refuse(new Refusal('not-allowed', 'No way to sign in', `${client.name} accepts no sign-in method that works here.`,
         `${client.client_id} accepts no configured source`), 'none'));
     }
@@ -194,7 +193,11 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
         return json(ctx, 503, { error: err.message });
       }
       // A PIN approved before it was offered to this login was approved for someone else's.
-      if (pin.state !== 'pending') return json(ctx, 409, { error: pin.state === 'approved' ? 'This Plex PIN was already approved. Start again.' : 'This Plex PIN has expired. Start again.' });
+      if (pin.state !== 'pending') {
+        logRefusal(new Refusal(pin.state === 'approved' ? 'not-verified' : 'expired', 'Not a usable PIN', '',
+          `PIN ${posted.id} was ${pin.state === 'approved' ? 'already approved' : 'expired or unknown'} when offered`), 'plex');
+        return json(ctx, 409, { error: pin.state === 'approved' ? 'This Plex PIN was already approved. Start again.' : 'This Plex PIN has expired. Start again.' });
+      }
       if (!sameSecret(pin.code, posted.code)) {
         logRefusal(new Refusal('not-verified', 'Not your PIN', '', `PIN ${posted.id} was offered with the wrong code`), 'plex');
         return json(ctx, 409, { error: 'This Plex PIN does not belong to this sign-in. Start again.' });
@@ -202,7 +205,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       const bound = await pins.bind(uid, { id: posted.id, expiresAt: pin.expiresAt }, await network(ctx.req));
       if (bound === 'bound') return json(ctx, 204);
       if (bound === 'taken') return json(ctx, 409, { error: 'This Plex PIN was already used. Start again.' });
-      log('warn', 'plex pin refused', { reason: bound, client_id: clientId });
+      log('warn', 'login', { outcome: 'refused', reason: bound, source: 'plex', client_id: clientId, detail: `PIN ${posted.id} not bound: the memory of bound PINs is full ${bound === 'network-full' ? 'for this network' : 'for everyone'}` });
       ctx.set('Retry-After', '60');
       return json(ctx, bound === 'network-full' ? 429 : 503, { error: bound === 'network-full'
         ? 'Too many Plex sign-ins have been started from your network. Wait a few minutes and try again.'
