@@ -17,8 +17,18 @@ interface Pending {
 const STARTED = /\/interaction\/([A-Za-z0-9_-]{1,64})$/;
 const RESUME = /^\/auth\/([A-Za-z0-9_-]{1,64})$/;
 
-export function pendingSignIns(options: { perNetwork: number; max: number; ttlMs: number; network: ClientNetwork; pages: Pages }): Middleware {
-  const { perNetwork, max, ttlMs, network, pages } = options;
+export interface PendingOptions {
+  perNetwork: number;
+  max: number;
+  ttlMs: number;
+  network: ClientNetwork;
+  pages: Pages;
+  /** Whether the store still holds this pending sign-in (a failed resume leaves it there). */
+  stillPending(uid: string): Promise<boolean>;
+}
+
+export function pendingSignIns(options: PendingOptions): Middleware {
+  const { perNetwork, max, ttlMs, network, pages, stillPending } = options;
   // Insertion order is expiry order (one TTL for all), so the stale ones are always at the front.
   const byUid = new Map<string, Pending>();
   const byNetwork = new Map<string, number>();
@@ -63,7 +73,9 @@ export function pendingSignIns(options: { perNetwork: number; max: number; ttlMs
       }
     }
     await next();
-    if (resume) forget(resume[1]!);
+    // Forgotten only once it is really gone: a resume without the sign-in's cookie fails and leaves
+    // it in the store, and must not free a place for another.
+    if (resume && byUid.has(resume[1]!) && !(await stillPending(resume[1]!))) forget(resume[1]!);
     // oidc-provider sends the browser to /interaction/<uid> when it has made a pending sign-in.
     const uid = ctx.status >= 300 && ctx.status < 400 ? STARTED.exec(ctx.response.get('Location').split('?')[0]!)?.[1] : undefined;
     if (uid && !byUid.has(uid)) {

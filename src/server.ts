@@ -104,6 +104,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     ttlMs: TTL.Interaction * 1000,
     network,
     pages,
+    stillPending: async (uid) => (await provider.Interaction.find(uid)) !== undefined,
   }));
   provider.use(rememberApp(clients));
   provider.use(staticFiles());

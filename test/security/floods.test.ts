@@ -126,6 +126,15 @@ describe('a flood of authorization requests', () => {
     try {
       const statuses = await flood(local, '203.0.113.51', 8, 1);
       assert.deepEqual([...statuses].sort(), [[303, 5], [429, 3]]); // 303: on to a pending sign-in
+      // Resuming one's own sign-ins without their cookie fails, and frees no place.
+      const target = new URL(local.server.url);
+      for (let i = 0; i < 3; i++) {
+        const started = await fetch(`${target.origin}${authorizeUrl(local)}`, { redirect: 'manual', headers: { 'fly-client-ip': '203.0.113.52' } });
+        const uid = /\/interaction\/([^/?]+)/.exec(started.headers.get('location') ?? '')?.[1];
+        assert.ok(uid, `authorization ${i + 1}: HTTP ${started.status}`);
+        await fetch(`${target.origin}/auth/${uid}`, { redirect: 'manual', headers: { 'fly-client-ip': '203.0.113.52' } });
+      }
+      assert.deepEqual([...(await flood(local, '203.0.113.52', 3, 1))].sort(), [[303, 2], [429, 1]]);
       // Someone else is not affected, and a finished sign-in frees its place.
       assert.equal((await openPlexPage(local, FRIENDS, new Browser(local, null, { 'fly-client-ip': '198.51.100.21' }))).page.status, 200);
       const tailnet = await startTestEnv({ rate_limits: { pending: 1 }, client_ip_header: 'Fly-Client-IP' });
