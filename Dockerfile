@@ -18,16 +18,19 @@ FROM node:24-alpine
 # file mounted at GUESTLIST_CONFIG, or the YAML in GUESTLIST_CONFIG_YAML when that is set.
 ENV NODE_ENV=production \
     GUESTLIST_LISTEN=0.0.0.0:8080 \
-    GUESTLIST_CONFIG=/etc/guestlist/guestlist.yaml
+    GUESTLIST_CONFIG=/etc/guestlist/guestlist.yaml \
+    GUESTLIST_USER=node
 WORKDIR /app
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY views ./views
 COPY static ./static
 # Signing keys and cookie secrets live on this volume (data_dir: /data), so tokens survive deploys.
+# A Fly volume or a bind mount hides this chown and arrives root-owned: so the process starts as
+# root, makes data_dir GUESTLIST_USER's and becomes that user before it does anything else
+# (src/privileges.ts). It never serves as root; if it cannot switch, it stops.
 RUN mkdir -p /data /etc/guestlist && chown node:node /data
 VOLUME /data
-USER node
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]

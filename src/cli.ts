@@ -5,6 +5,7 @@ import { demoConfig } from './demo.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
 import { StorageUnavailable } from './redis-storage.ts';
 import { createLogger, type Logger } from './log.ts';
+import { dropPrivileges, PrivilegeError } from './privileges.ts';
 import { startServer, type RunningServer } from './server.ts';
 
 const USAGE = `guestlist: a small OpenID Connect provider that signs people in with Tailscale
@@ -95,6 +96,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     io.err(`${err.message}\n`);
     return 1;
   }
+  if (!becomeUser(config, io)) return 1;
   const log = io.log ?? createLogger(io.out);
   let running: RunningServer;
   try {
@@ -121,6 +123,21 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     ...(config.demo ? { demo: 'a built-in demo on localhost; run with --config FILE for real use' } : {}),
   });
   return running;
+}
+
+/**
+ * Before anything touches data_dir: as root with GUESTLIST_USER set (the image), hand data_dir to
+ * that user and become it, so keys are never written by root. False when that cannot be done.
+ */
+function becomeUser(config: Config, io: CliIo): boolean {
+  try {
+    dropPrivileges(config.data_dir, io.env);
+    return true;
+  } catch (err) {
+    if (!(err instanceof PrivilegeError)) throw err;
+    io.err(`${err.message}\n`);
+    return false;
+  }
 }
 
 async function loadForCommand(source: ConfigSource | undefined, io: CliIo): Promise<Config | number> {
@@ -192,6 +209,7 @@ oidc:
 async function keysRotate(source: ConfigSource | undefined, io: CliIo): Promise<number> {
   const config = await loadForCommand(source, io);
   if (typeof config === 'number') return config;
+  if (!becomeUser(config, io)) return 1;
   try {
     const { kid, published } = await rotateSigningKey(config.data_dir);
     io.out(`New signing key ${kid} in ${config.data_dir}. Published now: ${published.join(', ')}.\n`
@@ -207,6 +225,7 @@ async function keysRotate(source: ConfigSource | undefined, io: CliIo): Promise<
 async function keysInit(source: ConfigSource | undefined, io: CliIo): Promise<number> {
   const config = await loadForCommand(source, io);
   if (typeof config === 'number') return config;
+  if (!becomeUser(config, io)) return 1;
   const created: string[] = [];
   await loadOrCreateKeys(config.data_dir, { onCreate: (f) => created.push(f) });
   io.out(`${created.length ? `Created ${created.join(' and ')}.` : `The keys already exist in ${config.data_dir}.`}

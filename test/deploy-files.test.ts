@@ -77,7 +77,9 @@ describe('Dockerfile and fly.toml agree with the app', () => {
   });
 
   test('the image runs as a non-root user and starts the built entry point', () => {
-    assert.deepEqual(dockerInstruction('USER'), ['node']);
+    // It starts as root only to take over a root-owned volume, then becomes GUESTLIST_USER (test/privileges.test.ts).
+    assert.deepEqual(dockerInstruction('USER'), []);
+    assert.match(dockerfile, /GUESTLIST_USER=node\b/);
     assert.deepEqual(JSON.parse(dockerInstruction('CMD').at(-1)!), ['node', ...SERVER_FLAGS, 'dist/main.js', 'serve']);
     assert.match(dockerfile, /FROM node:24-/);
   });
