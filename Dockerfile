@@ -13,7 +13,7 @@ COPY src ./src
 # needs no node_modules at run time.
 RUN node src/tools/build.ts
 
-FROM node:24-alpine
+FROM node:24-alpine AS app
 # Listen on every interface by default (a config's own `listen:` still wins); the config is the
 # file mounted at GUESTLIST_CONFIG, or the YAML in GUESTLIST_CONFIG_YAML when that is set.
 ENV NODE_ENV=production \
@@ -36,3 +36,19 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
 CMD ["node", "--max-semi-space-size=1", "--max-old-space-size=128", "--optimize-for-size", "dist/main.js", "serve"]
+
+# The same image with tailscaled beside guestlist, for a Fly machine that is its own tailnet node
+# (src/deploy/fly.tailscale.toml; the README's "Tailscale next to guestlist"):
+#   docker build --target tailscale -t guestlist:tailscale .
+# tailscaled and its CLI come from Tailscale's official multi-arch image. guestlist listens on
+# loopback only, behind `tailscale serve` (serve_headers), and whois goes to tailscaled's socket.
+FROM app AS tailscale
+COPY --from=docker.io/tailscale/tailscale:stable /usr/local/bin/tailscaled /usr/local/bin/tailscale /usr/local/bin/
+COPY src/deploy/tailscale-entrypoint.sh /usr/local/bin/guestlist-tailscale
+ENV GUESTLIST_LISTEN=127.0.0.1:8080 \
+    TS_SOCKET=/var/run/tailscale/tailscaled.sock \
+    TS_STATE_DIR=/data/tailscale
+ENTRYPOINT ["/usr/local/bin/guestlist-tailscale"]
+
+# The default image (the last stage): guestlist alone.
+FROM app

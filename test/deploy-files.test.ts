@@ -5,6 +5,7 @@ import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SERVER_FLAGS } from '../src/tools/node-flags.ts';
 import { freePort, tempDir } from './helpers.ts';
+import { parseToml } from './toml.ts';
 
 // The Dockerfile, fly.toml and the app must agree on ports, paths, the health check, the data
 // volume and the stop signal; and the production build must start the way the image starts it.
@@ -14,29 +15,6 @@ const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
 const fly = parseToml(readFileSync(join(root, 'fly.toml'), 'utf8'));
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
 
-/** Enough TOML for fly.toml: tables, arrays of tables, strings, numbers, booleans, string arrays. */
-function parseToml(text: string): Record<string, any> {
-  const doc: Record<string, any> = {};
-  let table: Record<string, any> = doc;
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/\s+#.*$/, '').trim();
-    if (!line || line.startsWith('#')) continue;
-    const header = /^(\[\[?)([\w.]+)\]\]?$/.exec(line);
-    if (header) {
-      const path = header[2]!.split('.');
-      let parent = doc;
-      for (const key of path.slice(0, -1)) parent = Array.isArray(parent[key]) ? parent[key].at(-1) : (parent[key] ??= {});
-      const last = path.at(-1)!;
-      if (header[1] === '[[') (parent[last] ??= []).push((table = {}));
-      else table = parent[last] ??= {};
-      continue;
-    }
-    const kv = /^([\w-]+)\s*=\s*(.+)$/.exec(line);
-    if (!kv) throw new Error(`fly.toml: cannot read "${line}"`);
-    table[kv[1]!] = JSON.parse(kv[2]!.replace(/'/g, '"'));
-  }
-  return doc;
-}
 
 function dockerInstruction(name: string): string[] {
   return dockerfile.split('\n').filter((l) => l.startsWith(`${name} `)).map((l) => l.slice(name.length + 1).trim());
@@ -97,7 +75,7 @@ describe('the production build, started as the image starts it', () => {
     const data = await tempDir();
     imageDir = await tempDir();
     // Copy what the final stage of the Dockerfile copies, from where the build leaves it.
-    const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const finalStage = dockerfile.slice(dockerfile.indexOf(' AS app\n'), dockerfile.indexOf('\nFROM ', dockerfile.indexOf(' AS app\n')));
     for (const [, from, to] of finalStage.matchAll(/^COPY (?:--from=build \/app\/)?(\S+) (\S+)$/gm)) {
       // dist/ may also hold `npm run build:binary`'s products, which the image's build stage never makes.
       const notBinary = (path: string) => !/[\\/]dist[\\/](guestlist|sea)$/.test(path);
