@@ -58,7 +58,7 @@ export function dropPrivileges(dataDir: string, env: Record<string, string | und
   if (to.uid === 0) throw new PrivilegeError('GUESTLIST_USER names root; guestlist does not serve as root: name an unprivileged user');
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    giveTree(dataDir, to, 0);
+    giveDataDir(dataDir, to);
     chmodSync(dataDir, 0o700);
   } catch (err) {
     throw new PrivilegeError(`cannot make data_dir ${dataDir} belong to uid ${to.uid}: ${(err as Error).message}`);
@@ -77,10 +77,19 @@ export function dropPrivileges(dataDir: string, env: Record<string, string | und
   return to;
 }
 
-/** chown without following links: a link planted in the volume must not hand over what it points to. */
-function giveTree(path: string, to: Account, depth: number): void {
-  const st = lstatSync(path);
-  if (st.uid !== to.uid || st.gid !== to.gid) lchownSync(path, to.uid, to.gid);
-  if (!st.isDirectory() || depth > 4) return;
-  for (const name of readdirSync(path)) giveTree(join(path, name), to, depth + 1);
+/**
+ * data_dir and the files directly in it (guestlist keeps its keys there), not its subdirectories:
+ * those are someone else's, such as tailscaled's state beside it on the same volume, which holds
+ * the node's private key. chown without following links: a link planted in the volume must not
+ * hand over what it points to.
+ */
+function giveDataDir(dir: string, to: Account): void {
+  const give = (path: string) => {
+    const st = lstatSync(path);
+    if (st.uid !== to.uid || st.gid !== to.gid) lchownSync(path, to.uid, to.gid);
+  };
+  give(dir);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isFile() || entry.isSymbolicLink()) give(join(dir, entry.name));
+  }
 }

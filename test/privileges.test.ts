@@ -53,6 +53,9 @@ describe('starting as root', { skip: asRoot ? false : 'needs root (CI runs as ro
     const outside = join(await tempDir(), 'not-yours');
     writeFileSync(outside, 'x');
     symlinkSync(outside, join(data, 'link'));
+    // Someone else's directory on the same volume (tailscaled's state, in the Tailscale image).
+    mkdirSync(join(data, 'tailscale'), { mode: 0o700 });
+    writeFileSync(join(data, 'tailscale', 'tailscaled.state'), '{}', { mode: 0o600 });
     const server = start(['serve', '--config', config], { GUESTLIST_USER: '1000:1000' });
     try {
       await server.ready;
@@ -64,8 +67,10 @@ describe('starting as root', { skip: asRoot ? false : 'needs root (CI runs as ro
         assert.deepEqual([st.uid, st.gid], [1000, 1000], name);
       }
       assert.equal(statSync(data).mode & 0o777, 0o700);
-      // The link itself was handed over, not what it points to.
+      // The link itself was handed over, not what it points to; another's directory was left alone.
       assert.equal(statSync(outside).uid, 0);
+      assert.equal(statSync(join(data, 'tailscale')).uid, 0);
+      assert.equal(statSync(join(data, 'tailscale', 'tailscaled.state')).uid, 0);
     } finally {
       server.proc.kill('SIGTERM');
       await server.exited;
