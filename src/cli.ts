@@ -6,7 +6,7 @@ import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SI
 import { StorageUnavailable } from './redis-storage.ts';
 import { createLogger, type Logger } from './log.ts';
 import { dropPrivileges, PrivilegeError } from './privileges.ts';
-import { startServer, type RunningServer } from './server.ts';
+import { startServer, VERSION, type RunningServer } from './server.ts';
 
 const USAGE = `guestlist: a small OpenID Connect provider that signs people in with Tailscale
 
@@ -22,6 +22,7 @@ Usage:
   guestlist keys init --config FILE
                                     create the signing keys and cookie secrets in data_dir
                                     now (to copy to every instance that shares storage)
+  guestlist --version               print the version (also in the ready log and /healthz)
 
 The config file may also be given as GUESTLIST_CONFIG, or the YAML itself as GUESTLIST_CONFIG_YAML.
 PORT overrides the listen port.
@@ -44,6 +45,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
       options: {
         config: { type: 'string', short: 'c' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
         'redirect-uri': { type: 'string', multiple: true },
         issuer: { type: 'string' },
       },
@@ -55,6 +57,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
   const [command = 'serve', ...rest] = parsed.positionals;
   if (parsed.values.help || command === 'help') {
     io.out(USAGE);
+    return 0;
+  }
+  if (parsed.values.version) {
+    io.out(`guestlist ${VERSION}\n`);
     return 0;
   }
   // --config FILE, else the YAML itself in GUESTLIST_CONFIG_YAML, else GUESTLIST_CONFIG (a file).
@@ -111,6 +117,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     return 1;
   }
   log('info', config.demo ? `guestlist demo ready: open ${config.issuer}/ in a browser` : 'guestlist ready', {
+    version: VERSION,
     issuer: config.issuer,
     discovery: `${config.issuer}/.well-known/openid-configuration`,
     listening: running.url,

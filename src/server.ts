@@ -246,7 +246,7 @@ function healthz(): Middleware {
   return async (ctx, next) => {
     if (ctx.path !== '/healthz') return next();
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { status: 'ok' };
+    ctx.body = { status: 'ok', version: VERSION };
   };
 }
 

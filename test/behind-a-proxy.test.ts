@@ -66,7 +66,7 @@ describe('behind a TLS-terminating proxy', () => {
     assert.equal(home.headers['referrer-policy'], 'no-referrer');
     const health = await get('/healthz');
     assert.equal(health.status, 200);
-    assert.deepEqual(JSON.parse(health.body), { status: 'ok' });
+    assert.equal(JSON.parse(health.body).status, 'ok');
     const css = await get('/static/guestlist.css');
     assert.equal(css.status, 200);
     assert.match(String(css.headers['content-type']), /text\/css/);
