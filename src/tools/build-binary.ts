@@ -29,7 +29,10 @@ writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
   execArgv: SERVER_FLAGS,
   assets,
 }, null, 2));
-execFileSync(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')], { stdio: 'inherit' });
+// The code cache is made while this Node writes the blob, and V8 rejects a cache made under other
+// flags ("Warning: Code cache data rejected" at every start, and a start without it): so write
+// it under the flags the executable runs with.
+execFileSync(process.execPath, [...SERVER_FLAGS, '--experimental-sea-config', join(work, 'sea-config.json')], { stdio: 'inherit' });
 
 // The executable is this very Node 24 binary with the blob injected into it.
 const binary = join(out, 'guestlist');
