@@ -77,8 +77,9 @@ describe('the production build, started as the image starts it', () => {
     // Copy what the final stage of the Dockerfile copies, from where the build leaves it.
     const finalStage = dockerfile.slice(dockerfile.indexOf(' AS app\n'), dockerfile.indexOf('\nFROM ', dockerfile.indexOf(' AS app\n')));
     for (const [, from, to] of finalStage.matchAll(/^COPY (?:--from=build \/app\/)?(\S+) (\S+)$/gm)) {
-      // dist/ may also hold `npm run build:binary`'s products, which the image's build stage never makes.
-      const notBinary = (path: string) => !/[\\/]dist[\\/](guestlist|sea)$/.test(path);
+      // dist/ may also hold `npm run build:binary`'s products (guestlist, guestlist-linux-arm64,
+      // their sea/ work), which the image's build stage never makes.
+      const notBinary = (path: string) => !/[\\/]dist[\\/](guestlist(-[\w-]+)?|sea)$/.test(path);
       cpSync(join(root, from!), to!.endsWith('/') ? join(imageDir, to!, from!) : join(imageDir, to!), { recursive: true, filter: notBinary });
     }
     proc = spawn(process.execPath, [...SERVER_FLAGS, join(imageDir, 'dist/main.js'), 'serve'], {
@@ -113,6 +114,8 @@ describe('the production build, started as the image starts it', () => {
   test('serves /healthz and discovery on PORT, with the config from GUESTLIST_CONFIG_YAML', async () => {
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     assert.equal(health.status, 200);
+    // The version comes from the package.json the image copies beside dist/.
+    assert.deepEqual(await health.json(), { status: 'ok', version: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version });
     const meta = await (await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`)).json() as { issuer: string; token_endpoint: string };
     assert.equal(meta.issuer, 'https://auth.example.com');
     assert.equal(meta.token_endpoint, 'https://auth.example.com/token');
