@@ -1,18 +1,14 @@
 #!/usr/bin/env node
-import { enableCompileCache } from 'node:module';
+import { enableShippedCompileCache } from './compile-cache.ts';
 import { createLogger } from './log.ts';
 
 // Process entry: run the command, and for `serve` shut down cleanly on SIGINT and SIGTERM
 // (Fly.io sends SIGINT by default, Docker SIGTERM): stop accepting, let in-flight requests finish.
 
 async function main(): Promise<void> {
-  // Cold starts matter (a stopped Fly machine wakes on a login): cache V8's compiled code for
-  // oidc-provider and friends on disk, before they are loaded below. Best effort.
-  try {
-    enableCompileCache?.();
-  } catch {
-    // a read-only /tmp just means no cache
-  }
+  // Cold starts matter (a stopped Fly machine wakes on a login): V8's compiled code for
+  // oidc-provider and friends comes from disk, before they are loaded below. The image ships it.
+  enableShippedCompileCache(import.meta.url);
   const { runCli } = await import('./cli.ts');
   const log = createLogger();
   const result = await runCli(process.argv.slice(2), {

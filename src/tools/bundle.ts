@@ -35,6 +35,14 @@ export async function bundleApp(format: 'esm' | 'cjs', out: string): Promise<voi
 }
 
 /**
+ * A build step that the image's final stage runs (dist/warm-compile-cache.js): one ESM file
+ * beside the bundle, since that stage has neither src/ nor node_modules.
+ */
+export async function bundleTool(entry: string, outfile: string): Promise<void> {
+  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node24', legalComments: 'none', logLevel: 'warning' });
+}
+
+/**
  * The media types guestlist's responses and request checks name, by type or by extension
  * (koa's `ctx.type = 'html'`, a string body's 'text', a Buffer's 'bin', `ctx.accepts('json',
  * 'html')`, oidc-provider's JWT and JWK set types, our static files). test/deploy-files checks
