@@ -1,10 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { COMPILE_CACHE_DIR } from '../src/compile-cache.ts';
 import { SERVER_FLAGS } from '../src/tools/node-flags.ts';
 import { freePort, tempDir } from './helpers.ts';
+import { appStage, compileCacheStep, compileCacheVerdicts, copyImageFiles, runCompileCacheStep } from './image-files.ts';
 import { parseToml } from './toml.ts';
 
 // The Dockerfile, fly.toml and the app must agree on ports, paths, the health check, the data
@@ -61,7 +64,22 @@ describe('Dockerfile and fly.toml agree with the app', () => {
     assert.deepEqual(JSON.parse(dockerInstruction('CMD').at(-1)!), ['node', ...SERVER_FLAGS, 'dist/main.js', 'serve']);
     assert.match(dockerfile, /FROM node:24-/);
   });
+
+  test('the image makes its compile cache in the app stage, from the copied bundle, for the user guestlist becomes too', () => {
+    const stage = appStage();
+    const step = compileCacheStep();
+    const copyDist = stage.indexOf('\nCOPY --from=build /app/dist ./dist\n');
+    assert.ok(copyDist !== -1);
+    assert.ok(stage.indexOf(step.line) > copyDist, 'after dist/ is copied');
+    assert.ok(stage.indexOf(step.line) < stage.indexOf('\nCMD '), 'before the image starts it');
+    // Node keeps a cache directory per uid. The build runs as root and so does the process at
+    // first (then it becomes GUESTLIST_USER); `docker run --user node` starts it as node.
+    assert.equal(step.user, /GUESTLIST_USER=(\w+)/.exec(stage)?.[1]);
+  });
 });
+
+/** The official Node images' `node` user, whose uid the Dockerfile's compile-cache step adds. */
+const NODE_UID = 1000;
 
 describe('the production build, started as the image starts it', () => {
   // What the image holds: dist/main.js, views/, static/ and package.json; no node_modules.
@@ -74,14 +92,10 @@ describe('the production build, started as the image starts it', () => {
     port = await freePort();
     const data = await tempDir();
     imageDir = await tempDir();
-    // Copy what the final stage of the Dockerfile copies, from where the build leaves it.
-    const finalStage = dockerfile.slice(dockerfile.indexOf(' AS app\n'), dockerfile.indexOf('\nFROM ', dockerfile.indexOf(' AS app\n')));
-    for (const [, from, to] of finalStage.matchAll(/^COPY (?:--from=build \/app\/)?(\S+) (\S+)$/gm)) {
-      // dist/ may also hold `npm run build:binary`'s products (guestlist, guestlist-linux-arm64,
-      // their sea/ work), which the image's build stage never makes.
-      const notBinary = (path: string) => !/[\\/]dist[\\/](guestlist(-[\w-]+)?|sea)$/.test(path);
-      cpSync(join(root, from!), to!.endsWith('/') ? join(imageDir, to!, from!) : join(imageDir, to!), { recursive: true, filter: notBinary });
-    }
+    // Copy what the app stage of the Dockerfile copies, from where the build leaves it, and run
+    // its compile-cache step on the copy.
+    copyImageFiles(imageDir);
+    runCompileCacheStep(imageDir, [NODE_UID]);
     proc = spawn(process.execPath, [...SERVER_FLAGS, join(imageDir, 'dist/main.js'), 'serve'], {
       cwd: imageDir,
       env: {
@@ -91,6 +105,8 @@ describe('the production build, started as the image starts it', () => {
         GUESTLIST_CONFIG: '/nonexistent/guestlist.yaml',
         APP_SECRET: 'abcdefghijklmnop0123',
         GUESTLIST_CONFIG_YAML: `issuer: https://auth.example.com\ndata_dir: ${data}\ntailscale: {}\nclients:\n  - {client_id: app, client_secret: "\${APP_SECRET}", redirect_uris: ["https://app.example.com/cb"]}\n`,
+        // Node reports on stderr what it did with each module's compile cache.
+        NODE_DEBUG_NATIVE: 'COMPILE_CACHE',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -109,6 +125,20 @@ describe('the production build, started as the image starts it', () => {
     assert.ok(existsSync(join(imageDir, 'dist/main.js')));
     assert.ok(existsSync(join(imageDir, 'views/layout.html')));
     assert.ok(!existsSync(join(imageDir, 'node_modules')));
+    assert.ok(existsSync(join(imageDir, compileCacheStep().script)));
+  });
+
+  test('starts with the compile cache the image\'s build step made beside the bundle, and uses it', () => {
+    const cache = join(imageDir, 'dist', COMPILE_CACHE_DIR);
+    const dirs = readdirSync(cache);
+    assert.equal(dirs.length, 2, 'this user\'s and the node user\'s');
+    for (const dir of dirs) assert.ok(readdirSync(join(cache, dir)).length > 0, dir);
+    const verdicts = compileCacheVerdicts(output);
+    assert.ok(verdicts.size > 0, output);
+    for (const [file, verdict] of verdicts) {
+      assert.ok(file.startsWith(pathToFileURL(join(imageDir, 'dist')).href), file);
+      assert.equal(verdict, 'accepted', file);
+    }
   });
 
   test('serves /healthz and discovery on PORT, with the config from GUESTLIST_CONFIG_YAML', async () => {
@@ -153,5 +183,46 @@ describe('the production build, started as the image starts it', () => {
     const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve));
     proc.kill(fly.kill_signal);
     assert.equal(await exited, 0);
+  });
+
+  test('the node user reads the cache from the directory root made, which it cannot write, and starts', { skip: process.getuid?.() !== 0 && 'needs root to start a process as another user' }, async () => {
+    const cache = join(imageDir, 'dist', COMPILE_CACHE_DIR);
+    const files = () => readdirSync(cache, { recursive: true }).sort();
+    const before = files();
+    chmodSync(imageDir, 0o755); // a temp directory is its owner's only; /app is not
+    const data = await tempDir();
+    chownSync(data, NODE_UID, NODE_UID);
+    const userPort = await freePort();
+    const user = spawn(process.execPath, [...SERVER_FLAGS, join(imageDir, 'dist/main.js'), 'serve'], {
+      cwd: imageDir,
+      uid: NODE_UID,
+      gid: NODE_UID,
+      env: {
+        PATH: process.env.PATH,
+        GUESTLIST_LISTEN: `127.0.0.1:${userPort}`,
+        GUESTLIST_CONFIG_YAML: `issuer: https://auth.example.com\ndata_dir: ${data}\ntailscale: {}\nclients:\n  - {client_id: app, client_secret: abcdefghijklmnop0123, redirect_uris: ["https://app.example.com/cb"]}\n`,
+        NODE_DEBUG_NATIVE: 'COMPILE_CACHE',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let userOutput = '';
+    user.stdout!.on('data', (c) => (userOutput += c));
+    user.stderr!.on('data', (c) => (userOutput += c));
+    const exited = new Promise<number | null>((resolve) => user.once('exit', resolve));
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => user.stdout!.on('data', () => userOutput.includes('guestlist ready') && resolve())),
+        exited.then((code) => assert.fail(`exited ${code}: ${userOutput}`)),
+      ]);
+      assert.equal((await fetch(`http://127.0.0.1:${userPort}/.well-known/openid-configuration`)).status, 200);
+    } finally {
+      user.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, userOutput);
+    const verdicts = compileCacheVerdicts(userOutput);
+    assert.ok(verdicts.size > 0, userOutput);
+    for (const [file, verdict] of verdicts) assert.equal(verdict, 'accepted', file);
+    assert.match(userOutput, new RegExp(`${COMPILE_CACHE_DIR}/[^/\\s]+-${NODE_UID}/`));
+    assert.deepEqual(files(), before);
   });
 });
