@@ -13,8 +13,11 @@ test('npm run bench runs end to end and prints its table and JSON line', () => {
   assert.equal(run.status, 0, run.stderr);
   const lines = run.stdout.trim().split('\n');
   assert.match(lines[0]!, /^guestlist benchmark: Node 24\./);
-  assert.ok(lines.some((l) => l.startsWith('| cold start to first discovery 200')));
+  for (const start of ['restart', 'fresh container', 'fresh container, no shipped cache']) {
+    assert.ok(lines.some((l) => l.startsWith(`| cold start to first discovery 200: ${start} (median of 1)`)), start);
+  }
   const figures = JSON.parse(lines.at(-1)!) as { rss_mb: Record<string, number>; logins: Record<string, number>; cold_start_ms: Record<string, number>; rs256: Record<string, number> };
+  assert.deepEqual(Object.keys(figures.cold_start_ms), ['guestlist', 'hello', 'ratio', 'fresh_container', 'fresh_container_ratio', 'fresh_container_without_cache']);
   for (const group of [figures.rss_mb, figures.logins, figures.cold_start_ms, figures.rs256]) {
     for (const [k, v] of Object.entries(group)) assert.ok(Number.isFinite(v) && v > 0, `${k} = ${v}`);
   }
