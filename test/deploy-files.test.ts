@@ -24,6 +24,20 @@ function dockerInstruction(name: string): string[] {
 }
 
 describe('Dockerfile and fly.toml agree with the app', () => {
+  test('.dockerignore lets through everything the Dockerfile copies from the build context, and no node_modules', () => {
+    const rules = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const allowed = (path: string) => rules.reduce((ok, rule) => {
+      const negated = rule.startsWith('!');
+      const pattern = negated ? rule.slice(1) : rule;
+      const matches = pattern === '*' || path === pattern || path.startsWith(`${pattern}/`);
+      return matches ? negated : ok;
+    }, true);
+    const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+    assert.ok(sources.length >= 5, sources.join(' '));
+    for (const source of sources) assert.ok(allowed(source.replace(/^\.\//, '')), `${source} is ignored by .dockerignore`);
+    assert.ok(!allowed('node_modules/x') && !allowed('dist/main.js') && !allowed('data/signing-keys.json'));
+  });
+
   test('one port everywhere: EXPOSE, GUESTLIST_LISTEN, fly internal_port and PORT', () => {
     const listen = /GUESTLIST_LISTEN=0\.0\.0\.0:(\d+)/.exec(dockerfile)?.[1];
     assert.equal(dockerInstruction('EXPOSE').at(-1), listen);
