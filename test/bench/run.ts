@@ -150,21 +150,14 @@ async function main() {
   const guestlist = [...SERVER_FLAGS, join(root, 'dist/main.js'), 'serve', '--config', config];
   const loadEnv = { BENCH_URL: issuer, BENCH_SOCKET: socket, BENCH_CLIENT_ID: client.id, BENCH_CLIENT_SECRET: client.secret, BENCH_REDIRECT_URI: client.redirect };
 
-  console.error('cold starts (restarts: the compile cache in /tmp from the last run) ...');
-  await stop((await startTimed(guestlist, port, '/.well-known/openid-configuration')).proc); // creates the keys
-  const starts: number[] = [];
-  for (let i = 0; i < STARTS; i++) {
-    const { proc, ms } = await startTimed(guestlist, port, '/.well-known/openid-configuration');
-    starts.push(ms);
-    await stop(proc);
-  }
+  console.error('cold starts ...');
+  await stop((await startTimed(guestlist, port, '/.well-known/openid-configuration')).proc); // creates the keys, and the cache in /tmp
 
-  // A Fly machine that wakes starts from the image: the files as the Dockerfile's app stage
-  // copies them, its compile-cache step run on them at build time, and an empty /tmp (so no cache
-  // from an earlier run). The step runs here on such a copy, as the image's build runs it; the
-  // cache is portable (keyed by paths relative to itself), so each start gets a fresh copy of that
-  // copy in a new directory, as a new container gets its own.
-  console.error('fresh-container cold starts ...');
+  // A restart finds the compile cache its last run left in /tmp. A Fly machine that wakes starts
+  // from the image instead: the files as the Dockerfile's app stage copies them, with the cache its
+  // compile-cache step made at build time, and an empty /tmp (no cache from an earlier run). The
+  // step runs here on such a copy, as the image's build runs it; the cache is portable (keyed by
+  // paths relative to itself), so each start gets its own copy of that copy, as a container does.
   const image = join(dir, 'image');
   copyImageFiles(image);
   runCompileCacheStep(image);
@@ -185,9 +178,14 @@ async function main() {
     const verdicts = [...compileCacheVerdicts(debug)];
     if (verdicts.length === 0 || verdicts.some(([, v]) => v !== 'accepted')) throw new Error(`the shipped compile cache was not used: ${verdicts.map(([f, v]) => `${f} ${v}`).join(', ') || debug}`);
   }
+  // Taken in turns, so that a machine busier for a while slows all three alike.
+  const starts: number[] = [];
   const freshStarts: number[] = [];
   const uncachedStarts: number[] = [];
   for (let i = 0; i < STARTS; i++) {
+    const { proc, ms } = await startTimed(guestlist, port, '/.well-known/openid-configuration');
+    starts.push(ms);
+    await stop(proc);
     for (const [withCache, into] of [[true, freshStarts], [false, uncachedStarts]] as const) {
       const { fresh, args, env } = unpack(withCache);
       const { proc, ms } = await startTimed(args, port, '/.well-known/openid-configuration', env, fresh);
