@@ -12,7 +12,8 @@ import { SERVER_FLAGS } from './node-flags.ts';
 // dist/compile-cache, where dist/main.js looks for it (src/compile-cache.ts). `npm run build`
 // bundles this file into dist/warm-compile-cache.js; the Dockerfile's final stage runs it there,
 // with the Node the image runs. `--uid N` (repeatable) also makes the cache usable by that user:
-// Node keeps one directory per uid, and the build runs as root while the image runs as `node`.
+// Node keeps one directory per uid, chosen when the cache is turned on; the build runs as root,
+// and so does the image's process at that point, unless `docker run --user` starts it as `node`.
 //
 // Node's cache is only valid for the Node version, V8's flags and the uid it was made with, so the
 // server runs here exactly as the image starts it: the production flags (--optimize-for-size
