@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { generateKeyPair, SignJWT } from 'jose';
 import { COMPILE_CACHE_DIR } from '../../src/compile-cache.ts';
 import { SERVER_FLAGS as PRODUCTION_FLAGS } from '../../src/tools/node-flags.ts';
+import { freePort } from '../helpers.ts';
 import { compileCacheVerdicts, copyImageFiles, runCompileCacheStep } from '../image-files.ts';
 
 // `npm run bench`: guestlist's production build against faked upstreams on loopback, with the
@@ -37,14 +38,6 @@ function rssKb(pid: number): number {
 function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in clock ticks (USER_HZ = 100 on Linux)
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 /** Start a server process and time it from spawn to its first 200 on `path`. */
