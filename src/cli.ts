@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, sourceName, type Config, type ConfigSource } from './config.ts';
-import { demoConfig } from './demo.ts';
+import { demoConfig } from './sources/demo/demo.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
 import { StorageUnavailable } from './redis-storage.ts';
 import { createLogger, type Logger } from './log.ts';

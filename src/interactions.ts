@@ -8,7 +8,7 @@ import type { ClientConfig } from './config.ts';
 import type { Logger } from './log.ts';
 import type { PageValues, Pages } from './pages.ts';
 import { FINISH_CLAIM_MS, type PinBindings, type PinToBind } from './plex-pins.ts';
-import type { PlexSource } from './sources/plex.ts';
+import type { PlexSource } from './sources/plex/plex.ts';
 import { Refusal, type AmbientSource, type Identity } from './sources/source.ts';
 
 // /interaction/:uid is where oidc-provider sends a person it cannot sign in by itself. A login

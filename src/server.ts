@@ -7,7 +7,7 @@ import { readAsset } from './assets.ts';
 import { createLruStorage, MODEL_BOUNDS, type LruStorage } from './adapter.ts';
 import { clientNetwork } from './client-network.ts';
 import { ConfigError, serveHeadersProblem, type Config } from './config.ts';
-import { demoRoutes } from './demo.ts';
+import { demoRoutes } from './sources/demo/demo.ts';
 import { interactionRoutes, rememberApp } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -19,10 +19,10 @@ import { checkClients, createProvider, TTL } from './provider.ts';
 import { memoryRateCounter, rateLimits } from './rate-limits.ts';
 import { connectSharedState, StorageUnavailable, storageDownMessage } from './redis-storage.ts';
 import { securityHeaders } from './security-headers.ts';
-import { demoSource } from './sources/demo.ts';
+import { demoSource } from './sources/demo/demo-source.ts';
 import type { AmbientSource } from './sources/source.ts';
-import { tailscaleSource } from './sources/tailscale.ts';
-import { plexSource } from './sources/plex.ts';
+import { tailscaleSource } from './sources/tailscale/tailscale.ts';
+import { plexSource } from './sources/plex/plex.ts';
 import { staticFiles } from './static-files.ts';
 
 export interface ServerOptions {

@@ -2,10 +2,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { decodeRfc2047 } from '../src/rfc2047.ts';
-import { tailscaleSource } from '../src/sources/tailscale.ts';
+import { decodeRfc2047 } from '../src/sources/tailscale/rfc2047.ts';
+import { tailscaleSource } from '../src/sources/tailscale/tailscale.ts';
 import { Refusal } from '../src/sources/source.ts';
-import { whois, whoisAddress } from '../src/tailscaled.ts';
+import { whois, whoisAddress } from '../src/sources/tailscale/localapi.ts';
 import { ALICE, FakeTailscaled } from './fakes/tailscaled.ts';
 import { Browser, HEADSCALE, login, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
 

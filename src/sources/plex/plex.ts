@@ -1,5 +1,5 @@
-import type { PlexConfig } from '../config.ts';
-import { Refusal, type Identity } from './source.ts';
+import type { PlexConfig } from '../../config.ts';
+import { Refusal, type Identity } from '../source.ts';
 
 // Sign-in with a Plex account, admitted only when one of the configured Plex servers is shared
 // with it (or owned by it). The browser creates the PIN, because Plex shows a "Security Alert"

@@ -2,7 +2,7 @@ import { Agent, request } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
 
 // A client for the one tailscaled LocalAPI call guestlist needs: whois. It speaks exactly what
-// tailscaled expects (see shared/reference/tailscale-localapi.md): HTTP/1.1 over the unix
+// tailscaled expects (tailscale/tailscale ipn/localapi/localapi.go, serveWhoIs): HTTP/1.1 over the unix
 // socket, `Host: local-tailscaled.sock` (Node would send "localhost", which tailscaled refuses),
 // no Origin or Referer, and the address as `ip:port` with IPv6 in brackets.
 

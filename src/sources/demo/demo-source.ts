@@ -1,5 +1,5 @@
-import { Refusal, type AmbientSource, type Identity, type Peer } from './source.ts';
-import { isLoopback } from './tailscale.ts';
+import { Refusal, type AmbientSource, type Identity, type Peer } from '../source.ts';
+import { isLoopback } from '../tailscale/tailscale.ts';
 
 // Only for the built-in demo (`npm start` with no config): there is no config key that turns it
 // on, and it refuses anyone who is not on this very machine.

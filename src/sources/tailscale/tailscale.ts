@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
-import type { TailscaleConfig } from '../config.ts';
-import { decodeRfc2047 } from '../rfc2047.ts';
-import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from '../tailscaled.ts';
-import { Refusal, type AmbientSource, type Identity, type Peer } from './source.ts';
+import type { TailscaleConfig } from '../../config.ts';
+import { decodeRfc2047 } from './rfc2047.ts';
+import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from './localapi.ts';
+import { Refusal, type AmbientSource, type Identity, type Peer } from '../source.ts';
 
 // Zero-click sign-in for people on the tailnet: tailscaled already knows which user owns the
 // device at the other end of the TCP connection, so we ask it (whois) and never show a page.
