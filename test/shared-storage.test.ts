@@ -1,9 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { cp, mkdir } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import * as client from 'openid-client';
 import { DEFAULT_BRANDING, type Config } from '../src/config.ts';
@@ -12,49 +9,13 @@ import { startServer, type RunningServer } from '../src/server.ts';
 import { FakePlex, SERVER_ID } from './fakes/plex.ts';
 import { ALICE, FakeTailscaled } from './fakes/tailscaled.ts';
 import { Browser, discover, freePort, HEADSCALE, tempDir, type TestEnv } from './helpers.ts';
+import { RedisServer, redisMissing } from './redis-server.ts';
 
 // Two guestlist instances sharing Debian's redis-server on loopback, behind a round-robin: each
 // request of a login may land on either one, as with two Fly machines or a rolling deploy.
 
-const REDIS = '/usr/bin/redis-server';
-function redisMissing(): string | false {
-  if (existsSync(REDIS)) return false;
-  if (process.env.CI) throw new Error(`${REDIS} is missing: .ci/run should have installed redis-server`);
-  return 'no redis-server (apt-get install redis-server to run this test)';
-}
-
-class Redis {
-  proc: ChildProcess | undefined;
-  readonly port: number;
-  readonly dir: string;
-  constructor(port: number, dir: string) {
-    this.port = port;
-    this.dir = dir;
-  }
-  get url() {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-  async start(): Promise<void> {
-    this.proc = spawn(REDIS, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: 'ignore' });
-    for (let i = 0; i < 200; i++) {
-      if (await new Promise<boolean>((resolve) => {
-        const s = createConnection(this.port, '127.0.0.1', () => { s.end(); resolve(true); });
-        s.on('error', () => resolve(false));
-      })) return;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error('redis-server did not start');
-  }
-  async stop(): Promise<void> {
-    if (!this.proc || this.proc.exitCode !== null) return;
-    const exited = new Promise((r) => this.proc!.once('exit', r));
-    this.proc.kill('SIGKILL');
-    await exited;
-  }
-}
-
 describe('two instances sharing Redis', { skip: redisMissing() }, () => {
-  let redis: Redis;
+  let redis: RedisServer;
   let tailscaled: FakeTailscaled;
   let plex: FakePlex;
   let servers: RunningServer[];
@@ -65,7 +26,7 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
 
   before(async () => {
     const dir = await tempDir();
-    redis = new Redis(await freePort(), dir);
+    redis = new RedisServer(await freePort(), dir);
     await redis.start();
     tailscaled = await new FakeTailscaled(join(dir, 'tailscaled.sock')).start();
     plex = await new FakePlex().start();
