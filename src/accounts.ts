@@ -1,9 +1,9 @@
-import { LRUCache } from 'lru-cache';
 import type { ClientConfig } from './config.ts';
 import type { Identity } from './sources/source.ts';
 
-// There is no user database: the identity a source vouched for is kept here for as long as the
-// session that carries it, because oidc-provider asks for the account again at /token and /me.
+// There is no user database: the identity a source vouched for is kept (by the store, see
+// storage/store.ts) for as long as the session that carries it, because oidc-provider asks for
+// the account again at /token and /me.
 
 export interface Account {
   accountId: string;
@@ -18,18 +18,6 @@ export interface AccountStore {
 
 export function accountFor(identity: Identity, groups: Record<string, string[]>): Account {
   return { accountId: accountIdFor(identity), identity, groups: groupsFor(identity, groups) };
-}
-
-export function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number, max = 10_000): AccountStore {
-  const cache = new LRUCache<string, Account>({ max, ttl: ttlSeconds * 1000, updateAgeOnGet: false });
-  return {
-    async remember(identity) {
-      const account = accountFor(identity, groups);
-      cache.set(account.accountId, account);
-      return account;
-    },
-    find: async (accountId) => cache.get(accountId),
-  };
 }
 
 /** `sub`: stable and namespaced by source, so a Plex id can never collide with a Tailscale id. */

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, sourceName, type Config, type ConfigSource } from './config.ts';
 import { demoConfig } from './sources/demo/demo.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
-import { StorageUnavailable } from './redis-storage.ts';
+import { StorageUnavailable } from './storage/store.ts';
 import { createLogger, type Logger } from './log.ts';
 import { dropPrivileges, PrivilegeError } from './privileges.ts';
 import { startServer, VERSION, type RunningServer } from './server.ts';

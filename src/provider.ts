@@ -1,13 +1,12 @@
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { expiredPage } from './interactions.ts';
-import { StorageUnavailable, storageDownMessage } from './redis-storage.ts';
 import { cookieSigner } from './cookie-keys.ts';
 import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
-import type { LruStorage } from './adapter.ts';
 import type { ClientConfig, Config } from './config.ts';
 import type { KeyMaterial } from './keys.ts';
 import type { Logger } from './log.ts';
 import { Html, type Pages } from './pages.ts';
+import { StorageUnavailable, storageDownMessage, type Store } from './storage/store.ts';
 
 // How guestlist configures oidc-provider, and why. The relying parties we must please:
 // Headscale (go-oidc + x/oauth2) and Cloudflare Access (generic OIDC, no discovery, no userinfo).
@@ -27,7 +26,7 @@ const AMBIENT_SESSION_TTL = 15 * 60;
 export interface ProviderDeps {
   config: Config;
   keys: KeyMaterial;
-  storage: LruStorage;
+  store: Pick<Store, 'adapterFor'>;
   accounts: AccountStore;
   log: Logger;
   pages: Pages;
@@ -35,12 +34,12 @@ export interface ProviderDeps {
   ambientSources: Set<string>;
 }
 
-export function createProvider({ config, keys, storage, accounts, log, pages, ambientSources }: ProviderDeps): Provider {
+export function createProvider({ config, keys, store, accounts, log, pages, ambientSources }: ProviderDeps): Provider {
   const clients = new Map<string, ClientConfig>(config.clients.map((c) => [c.client_id, c]));
   const isAmbient = (accountId: string | undefined) => ambientSources.has((accountId ?? '').split(':')[0]!);
 
   const configuration: Configuration = {
-    adapter: (model: string) => storage.adapterFor(model),
+    adapter: (model: string) => store.adapterFor(model),
     jwks: { keys: keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
       keys: keys.cookieSecrets,

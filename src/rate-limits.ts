@@ -1,38 +1,17 @@
 import type { Context, Middleware } from 'koa';
-import { LRUCache } from 'lru-cache';
 import type { ClientNetwork } from './client-network.ts';
 import type { Config } from './config.ts';
 import type { Pages } from './pages.ts';
+import type { RateCounter } from './storage/store.ts';
 
 // Per-network limits on the endpoints worth abusing: new authorization requests (each makes a
 // pending sign-in), the sign-in pages (each asks tailscaled or plex.tv something) and the token
 // endpoint (client secrets). A fixed one-minute window per network (see client-network.ts),
-// counted in a bounded cache, so a flood of addresses cannot grow memory either.
+// counted by the store (in memory, or in Redis when instances share state).
 
 const WINDOW_MS = 60_000;
 
-/** Hits per key in the current window; in memory, or in Redis when instances share state. */
-export interface RateCounter {
-  hit(key: string, windowMs: number): Promise<{ count: number; resetAt: number }>;
-}
-
-export function memoryRateCounter(max = 50_000): RateCounter {
-  const counts = new LRUCache<string, { n: number; resetAt: number }>({ max });
-  return {
-    async hit(key, windowMs) {
-      const now = Date.now();
-      let entry = counts.get(key);
-      if (!entry || entry.resetAt <= now) {
-        entry = { n: 0, resetAt: now + windowMs };
-        counts.set(key, entry, { ttl: windowMs });
-      }
-      entry.n++;
-      return { count: entry.n, resetAt: entry.resetAt };
-    },
-  };
-}
-
-export function rateLimits(config: Config, pages: Pages, network: ClientNetwork, counter: RateCounter = memoryRateCounter()): Middleware {
+export function rateLimits(config: Config, pages: Pages, network: ClientNetwork, counter: RateCounter): Middleware {
   const { authorize, interaction, token } = config.rate_limits;
 
   /** True when this request is over the limit; sets the 429 answer. */

@@ -2,9 +2,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Middleware } from 'koa';
-import { createAccountStore } from './accounts.ts';
 import { readAsset } from './assets.ts';
-import { createLruStorage, MODEL_BOUNDS, type LruStorage } from './adapter.ts';
 import { clientNetwork } from './client-network.ts';
 import { ConfigError, serveHeadersProblem, type Config } from './config.ts';
 import { demoRoutes } from './sources/demo/demo.ts';
@@ -14,16 +12,16 @@ import { createLogger, type Logger } from './log.ts';
 import { brandingStyles } from './branding.ts';
 import { createPages, preloadViews, type Pages } from './pages.ts';
 import { pendingSignIns } from './pending-sign-ins.ts';
-import { createPinBindings } from './plex-pins.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
-import { memoryRateCounter, rateLimits } from './rate-limits.ts';
-import { connectSharedState, StorageUnavailable, storageDownMessage } from './redis-storage.ts';
+import { rateLimits } from './rate-limits.ts';
 import { securityHeaders } from './security-headers.ts';
 import { demoSource } from './sources/demo/demo-source.ts';
 import type { AmbientSource } from './sources/source.ts';
 import { tailscaleSource } from './sources/tailscale/tailscale.ts';
 import { plexSource } from './sources/plex/plex.ts';
 import { staticFiles } from './static-files.ts';
+import { MODEL_BOUNDS } from './storage/memory.ts';
+import { openStore, StorageUnavailable, storageDownMessage, type Store } from './storage/store.ts';
 
 export interface ServerOptions {
   log?: Logger;
@@ -44,7 +42,7 @@ export interface RunningServer {
   url: string;
   issuer: string;
   server: Server;
-  storage: LruStorage;
+  store: Store;
   close(): Promise<void>;
 }
 
@@ -73,11 +71,9 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     env: options.env ?? process.env,
   });
   // In memory by default; in Redis when several instances must share logins in flight.
-  const shared = config.storage ? await connectSharedState(config.storage, config.groups, TTL.Session, log) : undefined;
-  if (shared) onFailure(() => shared.close());
-  const storage: LruStorage = shared ? { adapterFor: shared.adapterFor, sizes: () => ({}), purgeStale: () => {} } : createLruStorage();
-  const accounts = shared?.accounts ?? createAccountStore(config.groups, TTL.Session);
-  const pins = shared?.pins ?? createPinBindings();
+  const store = await openStore(config, TTL.Session, log);
+  onFailure(() => store.close());
+  const { accounts, pins } = store;
 
   const tailscale = config.tailscale ? tailscaleSource(config.tailscale, options.whoisTimeoutMs) : undefined;
   const ambient: AmbientSource[] = config.demo ? [demoSource(tailscale)] : tailscale ? [tailscale] : [];
@@ -85,7 +81,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   const plex = config.plex
     ? plexSource(config.plex, `guestlist-${createHash('sha256').update(config.issuer).digest('hex').slice(0, 24)}`, VERSION, options.plexTimeoutMs)
     : undefined;
-  const provider = createProvider({ config, keys, storage, accounts, log, pages, ambientSources: new Set(['tailscale', 'demo']) });
+  const provider = createProvider({ config, keys, store, accounts, log, pages, ambientSources: new Set(['tailscale', 'demo']) });
   await checkClients(provider, config);
 
   const clients = new Map(config.clients.map((c) => [c.client_id, c]));
@@ -96,7 +92,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(crossOrigin());
   provider.use(healthz());
   const network = clientNetwork(config.client_ip_header, ambient);
-  provider.use(rateLimits(config, pages, network, shared?.counter ?? memoryRateCounter()));
+  provider.use(rateLimits(config, pages, network, store.counter));
   provider.use(pendingSignIns({
     perNetwork: config.rate_limits.pending,
     // Below what the Interaction store holds, so a full house refuses newcomers instead of evicting.
@@ -128,8 +124,6 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
       resolve();
     });
   });
-  const purge = setInterval(() => storage.purgeStale(), 60_000);
-  purge.unref();
 
   const { address, port } = server.address() as AddressInfo;
   const host = address.includes(':') ? `[${address}]` : address;
@@ -137,14 +131,13 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     url: `http://${host}:${port}`,
     issuer: config.issuer,
     server,
-    storage,
+    store,
     close: async () => {
-      clearInterval(purge);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      await shared?.close();
+      await store.close();
     },
   };
 }

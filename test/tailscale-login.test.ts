@@ -174,7 +174,7 @@ describe('zero-click Tailscale sign-in', () => {
   test('a zero-click session is kept only 15 minutes: the next authorization re-checks anyway', async () => {
     const browser = new Browser(env);
     assert.ok((await login(env, { browser })).tokens);
-    const session = await env.server.storage.adapterFor('Session').find(browser.cookie('_session')!);
+    const session = await env.server.store.adapterFor('Session').find(browser.cookie('_session')!);
     assert.ok(session, 'the session is stored under its cookie value');
     assert.ok((session.exp as number) - (session.iat as number) <= 15 * 60, `lifetime ${(session.exp as number) - (session.iat as number)} s`);
   });

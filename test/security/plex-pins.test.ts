@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPinBindings } from '../../src/plex-pins.ts';
+import { createMemoryStore } from '../../src/storage/memory.ts';
 import { Browser, startTestEnv, type TestEnv } from '../helpers.ts';
 import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage, redeem } from '../plex-flow.ts';
 
@@ -106,7 +106,7 @@ describe('Plex PIN binding is proof of possession', () => {
 
 describe('the memory of bound PINs', () => {
   test('when full, refuses new binds rather than forgetting old ones', async () => {
-    const pins = createPinBindings({ perNetwork: 2, max: 3 });
+    const { pins } = createMemoryStore({ groups: {}, accountTtlSeconds: 3600, pinLimits: { perNetwork: 2, max: 3 } });
     const later = Date.now() + 60_000;
     assert.equal(await pins.bind('a', { id: 1, expiresAt: later }, 'net-1'), 'bound');
     assert.equal(await pins.bind('b', { id: 2, expiresAt: later }, 'net-1'), 'bound');
@@ -121,7 +121,7 @@ describe('the memory of bound PINs', () => {
   });
 
   test('forgets a PIN once Plex can no longer approve it', async () => {
-    const pins = createPinBindings({ perNetwork: 1, max: 10 });
+    const { pins } = createMemoryStore({ groups: {}, accountTtlSeconds: 3600, pinLimits: { perNetwork: 1, max: 10 } });
     assert.equal(await pins.bind('a', { id: 1, expiresAt: Date.now() + 1000 }, 'net'), 'bound');
     assert.equal(await pins.bind('b', { id: 2, expiresAt: Date.now() + 60_000 }, 'net'), 'network-full');
     await new Promise((r) => setTimeout(r, 1100));

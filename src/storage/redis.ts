@@ -1,37 +1,20 @@
+import { createClient } from '@redis/client';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
-import { accountFor, type AccountStore } from './accounts.ts';
-import type { Logger } from './log.ts';
-import { FINISH_CLAIM_MS, PIN_BINDS_MAX, PIN_BINDS_PER_NETWORK, pinRetentionMs, type PinBindings, type PinToBind } from './plex-pins.ts';
-import type { RateCounter } from './rate-limits.ts';
+import { accountFor, type AccountStore } from '../accounts.ts';
+import type { Logger } from '../log.ts';
+import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinToBind } from '../plex-pins.ts';
+import { entryTtlMs, GRANT_BOUND } from './models.ts';
+import { StorageUnavailable, type RateCounter, type Store, type StoreOptions } from './store.ts';
 
-// Shared state for more than one instance, in Redis (or Valkey): everything a login needs across
+// The store for more than one instance, in Redis (or Valkey): everything a login needs across
 // requests, so any instance can take any step. Each value expires by its own TTL (Redis expiry).
-// Loaded only when the config names `storage:`; otherwise nothing here is imported.
-
-type Client = Awaited<ReturnType<typeof connect>>;
-
-/** The shared store cannot be reached: logins fail with a page saying so, and recover with it. */
-export class StorageUnavailable extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'StorageUnavailable';
-  }
-}
-
-/** The page a person sees while the shared store is away. */
-export const storageDownMessage = {
-  heading: 'Sign-in is unavailable for a moment',
-  message: 'guestlist cannot reach the storage it shares with its other instances, so it cannot sign anyone in right now. It recovers by itself when the storage is back: try again in a minute.',
-};
+// Only openStore (store.ts) imports this module, and only when the config names `storage:`: the
+// bundle keeps it and the Redis client in a chunk of their own, which the memory store never loads.
 
 const PREFIX = 'guestlist:';
-// Models whose entries belong to a grant and go when it is revoked (see adapter.ts).
-const GRANT_BOUND = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
-const CLOCK_TOLERANCE_MS = 15_000;
 
 async function connect(url: string, log: Logger) {
-  const { createClient } = await import('@redis/client');
   let connected = false;
   const client = createClient({
     url,
@@ -98,16 +81,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 'finishing' end
 return false
 `;
 
-export interface SharedState {
-  adapterFor(model: string): Adapter;
-  accounts: AccountStore;
-  pins: PinBindings;
-  counter: RateCounter;
-  close(): Promise<void>;
-}
-
-export async function connectSharedState(url: string, groups: Record<string, string[]>, sessionTtlSeconds: number, log: Logger): Promise<SharedState> {
-  const client: Client = await connect(url, log);
+export async function openRedisStore(url: string, options: StoreOptions, log: Logger): Promise<Store> {
+  const { groups, accountTtlSeconds, pinLimits = PIN_LIMITS, clockToleranceMs } = options;
+  const client = await connect(url, log);
   const key = (model: string, id: string) => `${PREFIX}${model}:${id}`;
 
   function adapterFor(model: string): Adapter {
@@ -121,7 +97,7 @@ export async function connectSharedState(url: string, groups: Record<string, str
     });
     return {
       upsert: (id, payload, expiresIn) => guard(async () => {
-        const ttl = expiresIn && expiresIn > 0 ? expiresIn * 1000 + CLOCK_TOLERANCE_MS : undefined;
+        const ttl = entryTtlMs(expiresIn, clockToleranceMs);
         const tx = client.multi();
         tx.set(key(model, id), JSON.stringify(payload), ttl ? { PX: ttl } : {});
         if (model === 'Session' && payload.uid) tx.set(key('uid', payload.uid), id, ttl ? { PX: ttl } : {});
@@ -163,7 +139,7 @@ export async function connectSharedState(url: string, groups: Record<string, str
   const accounts: AccountStore = {
     remember: (identity) => guard(async () => {
       const account = accountFor(identity, groups);
-      await client.set(key('account', account.accountId), JSON.stringify(account), { EX: sessionTtlSeconds });
+      await client.set(key('account', account.accountId), JSON.stringify(account), { EX: accountTtlSeconds });
       return account;
     }),
     find: (accountId) => guard(async () => {
@@ -173,9 +149,9 @@ export async function connectSharedState(url: string, groups: Record<string, str
   };
 
   const pins: PinBindings = {
-    // The same rules as plex-pins.ts: a PIN binds once while Plex could still approve it, and a
-    // full memory (per network, or in all) refuses new binds. Live binds are counted in sorted
-    // sets scored by expiry, so what has expired drops out without anyone having to delete it.
+    // The rules of plex-pins.ts, as the memory store keeps them: a PIN binds once while Plex could
+    // still approve it, and a full memory (per network, or in all) refuses new binds. Live binds
+    // are counted in sorted sets scored by expiry, so what has expired drops out by itself.
     bind: (uid, pin, network) => guard(async () => {
       const now = Date.now();
       const ttl = pinRetentionMs(pin.expiresAt, now);
@@ -185,8 +161,8 @@ export async function connectSharedState(url: string, groups: Record<string, str
         .zRemRangeByScore(mine, '-inf', now).zCard(mine)
         .zRemRangeByScore(all, '-inf', now).zCard(all)
         .exec() as unknown as [number, number, number, number];
-      if (ofNetwork >= PIN_BINDS_PER_NETWORK) return 'network-full';
-      if (ofAll >= PIN_BINDS_MAX) return 'full';
+      if (ofNetwork >= pinLimits.perNetwork) return 'network-full';
+      if (ofAll >= pinLimits.max) return 'full';
       const fresh = await client.set(key('pin-bound', String(pin.id)), uid, { NX: true, PX: ttl });
       if (fresh === null) return 'taken';
       const member = { score: now + ttl, value: String(pin.id) };

@@ -1,0 +1,217 @@
+import { LRUCache } from 'lru-cache';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import { accountFor, type Account, type AccountStore } from '../accounts.ts';
+import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinLimits, type PinToBind } from '../plex-pins.ts';
+import { entryTtlMs, GRANT_BOUND } from './models.ts';
+import type { RateCounter, Store, StoreOptions } from './store.ts';
+
+// The default store: everything in this process's memory, gone with it. Every part is bounded,
+// so a flood (of pending logins, of addresses, of PIN binds) can neither grow memory without
+// bound nor push out what people who are signing in need. Entries expire by their own TTL.
+
+export interface ModelBound {
+  max: number;
+  maxBytes: number;
+}
+
+// Each model gets its own cache, bounded both by entry count and by bytes, so a flood of one kind
+// (say, authorization requests nobody finishes) cannot evict the sessions and codes of others.
+// Sized for a small instance (256 MB): at most about 45 MB of state in the worst case.
+export const MODEL_BOUNDS: Record<string, ModelBound> = {
+  Interaction: { max: 5_000, maxBytes: 8 * 2 ** 20 },
+  Session: { max: 10_000, maxBytes: 8 * 2 ** 20 },
+  Grant: { max: 10_000, maxBytes: 6 * 2 ** 20 },
+  AuthorizationCode: { max: 5_000, maxBytes: 6 * 2 ** 20 },
+  AccessToken: { max: 10_000, maxBytes: 8 * 2 ** 20 },
+  ReplayDetection: { max: 5_000, maxBytes: 1 * 2 ** 20 },
+};
+const OTHER_MODEL: ModelBound = { max: 1_000, maxBytes: 1 * 2 ** 20 };
+
+const ACCOUNTS_MAX = 10_000;
+const RATE_KEYS_MAX = 50_000;
+
+export interface MemoryStoreOptions extends StoreOptions {
+  /** Per-model bounds (tests make them small); MODEL_BOUNDS otherwise. */
+  bounds?: Record<string, ModelBound>;
+  /** The clock the model caches expire by (tests pass one that follows mocked timers). */
+  clock?: { now(): number };
+}
+
+export interface MemoryStore extends Store {
+  /** Entries held per model, for the tests of the bounds. */
+  sizes(): Record<string, { entries: number; bytes: number }>;
+  /** Drops expired model entries now (a timer does it every minute until close). */
+  purgeStale(): void;
+}
+
+export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
+  const { adapterFor, sizes, purgeStale } = createModelStore(options.bounds ?? MODEL_BOUNDS, options.clockToleranceMs, options.clock);
+  const purge = setInterval(purgeStale, 60_000);
+  purge.unref();
+  return {
+    adapterFor,
+    accounts: createAccountStore(options.groups, options.accountTtlSeconds),
+    pins: createPinBindings(options.pinLimits ?? PIN_LIMITS),
+    counter: createRateCounter(),
+    sizes,
+    purgeStale,
+    close: async () => clearInterval(purge),
+  };
+}
+
+function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: number | undefined, clock: { now(): number } | undefined) {
+  const stores = new Map<string, LRUCache<string, string>>();
+  const storeFor = (model: string) => {
+    let store = stores.get(model);
+    if (!store) {
+      const { max, maxBytes } = bounds[model] ?? OTHER_MODEL;
+      store = new LRUCache<string, string>({ max, maxSize: maxBytes, sizeCalculation: (v, k) => v.length + k.length, ...(clock ? { perf: clock } : {}) });
+      stores.set(model, store);
+    }
+    return store;
+  };
+  const sessionByUid = new LRUCache<string, string>({ max: (bounds.Session ?? OTHER_MODEL).max });
+  const grantMembers = new LRUCache<string, Set<string>>({ max: (bounds.Grant ?? OTHER_MODEL).max });
+
+  function adapterFor(model: string): Adapter {
+    const store = storeFor(model);
+    const find = async (id: string): Promise<AdapterPayload | undefined> => {
+      const json = store.get(id);
+      return json === undefined ? undefined : (JSON.parse(json) as AdapterPayload);
+    };
+    return {
+      async upsert(id, payload, expiresIn) {
+        const ttl = entryTtlMs(expiresIn, toleranceMs);
+        store.set(id, JSON.stringify(payload), ttl ? { ttl } : {});
+        if (model === 'Session' && payload.uid) sessionByUid.set(payload.uid, id, ttl ? { ttl } : {});
+        if (GRANT_BOUND.has(model) && payload.grantId) {
+          const members = grantMembers.get(payload.grantId) ?? new Set<string>();
+          members.add(`${model}\0${id}`);
+          grantMembers.set(payload.grantId, members);
+        }
+      },
+      find,
+      async findByUid(uid) {
+        const id = sessionByUid.get(uid);
+        return id === undefined ? undefined : find(id);
+      },
+      async findByUserCode() {
+        return undefined; // the device flow is not enabled
+      },
+      async consume(id) {
+        const json = store.get(id);
+        if (json === undefined) return;
+        const payload = JSON.parse(json) as AdapterPayload;
+        // Two redemptions of one code racing through find() both saw it unconsumed; only the
+        // first to get here wins (oidc-provider consumes before it issues any token).
+        if (payload.consumed) throw new errors.InvalidGrant('authorization code already consumed');
+        payload.consumed = Math.floor(Date.now() / 1000);
+        store.set(id, JSON.stringify(payload), { noUpdateTTL: true });
+      },
+      async destroy(id) {
+        if (model === 'Session') {
+          const payload = await find(id);
+          if (payload?.uid) sessionByUid.delete(payload.uid);
+        }
+        store.delete(id);
+      },
+      async revokeByGrantId(grantId) {
+        for (const member of grantMembers.get(grantId) ?? []) {
+          const [m, id] = member.split('\0') as [string, string];
+          stores.get(m)?.delete(id);
+        }
+        grantMembers.delete(grantId);
+      },
+    };
+  }
+
+  return {
+    adapterFor,
+    sizes() {
+      return Object.fromEntries([...stores].map(([m, s]) => [m, { entries: s.size, bytes: s.calculatedSize }]));
+    },
+    purgeStale() {
+      for (const s of stores.values()) s.purgeStale();
+      sessionByUid.purgeStale();
+    },
+  };
+}
+
+// Each account for as long as the session that carries it (accounts.ts says why).
+function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number): AccountStore {
+  const cache = new LRUCache<string, Account>({ max: ACCOUNTS_MAX, ttl: ttlSeconds * 1000, updateAgeOnGet: false });
+  return {
+    async remember(identity) {
+      const account = accountFor(identity, groups);
+      cache.set(account.accountId, account);
+      return account;
+    },
+    find: async (accountId) => cache.get(accountId),
+  };
+}
+
+function createPinBindings(limits: PinLimits): PinBindings {
+  // Bound PINs in bind order. Lifetimes differ a little (15 or 30 minutes), so a stale entry may
+  // wait behind a live one before it is dropped: that only ever refuses early, never forgets early.
+  const everBound = new Map<number, { network: string; until: number }>();
+  const perNetwork = new Map<string, number>();
+  // Never larger than everBound, so its LRU bound never evicts.
+  const byInteraction = new LRUCache<string, PinToBind>({ max: limits.max });
+  const finishing = new LRUCache<string, true>({ max: limits.max, ttl: FINISH_CLAIM_MS });
+
+  const prune = (now: number) => {
+    for (const [id, entry] of everBound) {
+      if (entry.until > now) break;
+      everBound.delete(id);
+      const n = (perNetwork.get(entry.network) ?? 1) - 1;
+      if (n > 0) perNetwork.set(entry.network, n);
+      else perNetwork.delete(entry.network);
+    }
+  };
+
+  return {
+    async bind(uid, pin, network) {
+      const now = Date.now();
+      prune(now);
+      if (everBound.has(pin.id)) return 'taken';
+      if ((perNetwork.get(network) ?? 0) >= limits.perNetwork) return 'network-full';
+      if (everBound.size >= limits.max) return 'full';
+      const ttl = pinRetentionMs(pin.expiresAt, now);
+      everBound.set(pin.id, { network, until: now + ttl });
+      perNetwork.set(network, (perNetwork.get(network) ?? 0) + 1);
+      byInteraction.set(uid, pin, { ttl });
+      return 'bound';
+    },
+    async claim(uid) {
+      const pin = byInteraction.get(uid);
+      if (!pin) return finishing.has(uid) ? 'finishing' : undefined;
+      byInteraction.delete(uid);
+      finishing.set(uid, true);
+      return pin;
+    },
+    async restore(uid, pin) {
+      finishing.delete(uid);
+      byInteraction.set(uid, pin, { ttl: pinRetentionMs(pin.expiresAt) });
+    },
+    async settle(uid) {
+      finishing.delete(uid);
+    },
+  };
+}
+
+// A fixed window per key, in a bounded cache, so a flood of addresses cannot grow memory either.
+function createRateCounter(): RateCounter {
+  const counts = new LRUCache<string, { n: number; resetAt: number }>({ max: RATE_KEYS_MAX });
+  return {
+    async hit(key, windowMs) {
+      const now = Date.now();
+      let entry = counts.get(key);
+      if (!entry || entry.resetAt <= now) {
+        entry = { n: 0, resetAt: now + windowMs };
+        counts.set(key, entry, { ttl: windowMs });
+      }
+      entry.n++;
+      return { count: entry.n, resetAt: entry.resetAt };
+    },
+  };
+}

@@ -1,0 +1,13 @@
+// How oidc-provider's models are kept, in either store.
+
+// Models whose entries belong to a grant and must go when the grant is revoked
+// (for example when a code is replayed, every token issued from it is revoked).
+export const GRANT_BOUND = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+
+// oidc-provider checks expiry itself with this tolerance; keep entries that long past their TTL.
+export const CLOCK_TOLERANCE_MS = 15_000;
+
+/** How long to keep an entry that oidc-provider says expires in `expiresIn` seconds; undefined: for good. */
+export function entryTtlMs(expiresIn: number | undefined, toleranceMs = CLOCK_TOLERANCE_MS): number | undefined {
+  return expiresIn && expiresIn > 0 ? expiresIn * 1000 + toleranceMs : undefined;
+}

@@ -1,0 +1,63 @@
+import type { Adapter } from 'oidc-provider';
+import type { AccountStore } from '../accounts.ts';
+import type { Config } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { PinBindings, PinLimits } from '../plex-pins.ts';
+import { createMemoryStore } from './memory.ts';
+
+// Everything guestlist remembers between requests, behind one seam: oidc-provider's models
+// (pending logins, sessions, grants, codes, tokens), the people signed in, the Plex PINs bound to
+// logins and the rate-limit counters. Two stores keep it: memory.ts in this process (the default)
+// and redis.ts in a Redis shared by several instances. They follow the same rules, and
+// test/storage-conformance.test.ts runs one suite against both.
+
+export interface Store {
+  /** oidc-provider's adapter for one model ('Session', 'AuthorizationCode', ...). */
+  adapterFor(model: string): Adapter;
+  accounts: AccountStore;
+  pins: PinBindings;
+  counter: RateCounter;
+  /** Releases what the store holds (a connection, a timer). */
+  close(): Promise<void>;
+}
+
+/** Hits per key in the current window. */
+export interface RateCounter {
+  hit(key: string, windowMs: number): Promise<{ count: number; resetAt: number }>;
+}
+
+export interface StoreOptions {
+  /** The config's groups, for the accounts remembered. */
+  groups: Record<string, string[]>;
+  /** How long an account is remembered: as long as the session that carries it. */
+  accountTtlSeconds: number;
+  /** How many live PINs may be bound (tests make these small); PIN_BINDS_PER_NETWORK and PIN_BINDS_MAX otherwise. */
+  pinLimits?: PinLimits;
+  /** How long an entry outlives its expiry (tests shorten it); CLOCK_TOLERANCE_MS (models.ts) otherwise. */
+  clockToleranceMs?: number;
+}
+
+/** The store cannot be reached: logins fail with a page saying so, and recover with it. */
+export class StorageUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StorageUnavailable';
+  }
+}
+
+/** The page a person sees while the shared store is away. */
+export const storageDownMessage = {
+  heading: 'Sign-in is unavailable for a moment',
+  message: 'guestlist cannot reach the storage it shares with its other instances, so it cannot sign anyone in right now. It recovers by itself when the storage is back: try again in a minute.',
+};
+
+/**
+ * In memory by default; in Redis when the config names `storage:` (several instances sharing
+ * logins in flight). The Redis module, and its client, are loaded only then.
+ */
+export async function openStore(config: Pick<Config, 'storage' | 'groups'>, accountTtlSeconds: number, log: Logger): Promise<Store> {
+  const options: StoreOptions = { groups: config.groups, accountTtlSeconds };
+  if (!config.storage) return createMemoryStore(options);
+  const { openRedisStore } = await import('./redis.ts');
+  return openRedisStore(config.storage, options, log);
+}
