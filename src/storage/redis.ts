@@ -157,13 +157,18 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
       const ttl = pinRetentionMs(pin.expiresAt, now);
       const mine = key('pins-of', network);
       const all = key('pins-of', '*all*');
-      const [, ofNetwork, , ofAll] = await client.multi()
+      const bound = key('pin-bound', String(pin.id));
+      const [, ofNetwork, , ofAll, taken] = await client.multi()
         .zRemRangeByScore(mine, '-inf', now).zCard(mine)
         .zRemRangeByScore(all, '-inf', now).zCard(all)
-        .exec() as unknown as [number, number, number, number];
+        .exists(bound)
+        .exec() as unknown as [number, number, number, number, number];
+      // A PIN bound before is 'taken' whatever else is full, as in memory (the SET NX below
+      // still decides between two binds racing for one PIN).
+      if (taken) return 'taken';
       if (ofNetwork >= pinLimits.perNetwork) return 'network-full';
       if (ofAll >= pinLimits.max) return 'full';
-      const fresh = await client.set(key('pin-bound', String(pin.id)), uid, { NX: true, PX: ttl });
+      const fresh = await client.set(bound, uid, { NX: true, PX: ttl });
       if (fresh === null) return 'taken';
       const member = { score: now + ttl, value: String(pin.id) };
       await client.multi()

@@ -1,6 +1,5 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createMemoryStore } from '../../src/storage/memory.ts';
 import { Browser, startTestEnv, type TestEnv } from '../helpers.ts';
 import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage, redeem } from '../plex-flow.ts';
 
@@ -101,30 +100,5 @@ describe('Plex PIN binding is proof of possession', () => {
     assert.equal(env.plex.calls.length, calls);
     assert.equal(second.status, 303);
     assert.equal(second.headers.location, first.headers.location);
-  });
-});
-
-describe('the memory of bound PINs', () => {
-  test('when full, refuses new binds rather than forgetting old ones', async () => {
-    const { pins } = createMemoryStore({ groups: {}, accountTtlSeconds: 3600, pinLimits: { perNetwork: 2, max: 3 } });
-    const later = Date.now() + 60_000;
-    assert.equal(await pins.bind('a', { id: 1, expiresAt: later }, 'net-1'), 'bound');
-    assert.equal(await pins.bind('b', { id: 2, expiresAt: later }, 'net-1'), 'bound');
-    assert.equal(await pins.bind('c', { id: 3, expiresAt: later }, 'net-1'), 'network-full');
-    assert.equal(await pins.bind('c', { id: 3, expiresAt: later }, 'net-2'), 'bound');
-    assert.equal(await pins.bind('d', { id: 4, expiresAt: later }, 'net-3'), 'full');
-    assert.equal(await pins.bind('e', { id: 1, expiresAt: later }, 'net-4'), 'taken');
-    assert.deepEqual(await pins.claim('a'), { id: 1, expiresAt: later });
-    assert.equal(await pins.claim('a'), 'finishing');
-    await pins.settle('a');
-    assert.equal(await pins.claim('a'), undefined);
-  });
-
-  test('forgets a PIN once Plex can no longer approve it', async () => {
-    const { pins } = createMemoryStore({ groups: {}, accountTtlSeconds: 3600, pinLimits: { perNetwork: 1, max: 10 } });
-    assert.equal(await pins.bind('a', { id: 1, expiresAt: Date.now() + 1000 }, 'net'), 'bound');
-    assert.equal(await pins.bind('b', { id: 2, expiresAt: Date.now() + 60_000 }, 'net'), 'network-full');
-    await new Promise((r) => setTimeout(r, 1100));
-    assert.equal(await pins.bind('b', { id: 2, expiresAt: Date.now() + 60_000 }, 'net'), 'bound');
   });
 });
