@@ -9,10 +9,11 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
  * The ESM build (dist/, which the image and the `guestlist` bin run) is split at dynamic
- * imports: dist/main.js is a few lines that turn on V8's compile cache before the app's chunk is
+ * imports: dist/main.js is a few lines that turn on V8's compile cache before the app's chunks are
  * loaded (a cache enabled from inside one big file is too late for that file), and the Redis
- * client becomes a chunk of its own that only `storage: redis://` loads. The CommonJS build (for
- * the single executable, which takes one script) stays one file.
+ * store with its client becomes a chunk of its own that only `storage: redis://` loads (what it
+ * shares with the app, oidc-provider among it, goes to a chunk both import). The CommonJS build
+ * (for the single executable, which takes one script) stays one file.
  */
 export async function bundleApp(format: 'esm' | 'cjs', out: string): Promise<void> {
   await build({

@@ -20,7 +20,7 @@ import { SERVER_FLAGS } from './node-flags.ts';
 // changes V8's flag hash; a cache made without it is ignored), dist/main.js, on a throwaway
 // config and data directory on loopback. V8 serializes a module's cache when it compiles it, so
 // what goes in is which chunks were loaded: the server's start, a first login's requests, then an
-// import of every other chunk (the Redis client, which only `storage: redis://` loads).
+// import of every other chunk (the Redis store, which only `storage: redis://` loads).
 
 const dist = dirname(fileURLToPath(import.meta.url));
 const cache = join(dist, COMPILE_CACHE_DIR);
