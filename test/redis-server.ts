@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { after, before } from 'node:test';
+import { freePort, tempDir } from './helpers.ts';
 
 // Debian's redis-server on a loopback port, for the tests of Redis as guestlist's store.
 // .ci/run installs it; elsewhere the tests that need it are skipped, saying why.
@@ -42,4 +44,15 @@ export class RedisServer {
     this.proc.kill('SIGKILL');
     await exited;
   }
+}
+
+/** A redis-server started before the tests of the enclosing describe, and stopped after them. */
+export function redisDuringTests(): { readonly url: string } {
+  let redis: RedisServer | undefined;
+  before(async () => {
+    redis = new RedisServer(await freePort(), await tempDir());
+    await redis.start();
+  });
+  after(() => redis?.stop());
+  return { get url() { return redis!.url; } };
 }

@@ -1,4 +1,4 @@
-import { after, afterEach, before, describe, test } from 'node:test';
+import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { errors } from 'oidc-provider';
 import { PIN_BINDS_PER_NETWORK } from '../src/plex-pins.ts';
@@ -6,8 +6,7 @@ import type { Identity } from '../src/sources/source.ts';
 import { createMemoryStore } from '../src/storage/memory.ts';
 import { openRedisStore } from '../src/storage/redis.ts';
 import type { Store, StoreOptions } from '../src/storage/store.ts';
-import { freePort, tempDir } from './helpers.ts';
-import { RedisServer, redisMissing } from './redis-server.ts';
+import { redisDuringTests, redisMissing } from './redis-server.ts';
 
 // One suite, run against every store (as Dex's storage/conformance): the memory store and Redis
 // must keep the same rules, since a login behaves the same on one instance or several.
@@ -183,12 +182,7 @@ describe('the memory store', () => {
 });
 
 describe('the Redis store', { skip: redisMissing() }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = new RedisServer(await freePort(), await tempDir());
-    await redis.start();
-  });
-  after(() => redis?.stop());
+  const redis = redisDuringTests();
   // Each test starts from an empty Redis, as each memory store starts empty.
   afterEach(async () => {
     const { createClient } = await import('@redis/client');

@@ -1,8 +1,7 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { freePort, tempDir } from './helpers.ts';
-import { RedisServer, redisMissing } from './redis-server.ts';
+import { redisDuringTests, redisMissing } from './redis-server.ts';
 
 // The login suites again, this time with every environment run as two instances sharing Debian's
 // redis-server, each request going to the next instance in turn (see startTestEnv): every flow
@@ -11,12 +10,7 @@ import { RedisServer, redisMissing } from './redis-server.ts';
 const SUITES = ['test/tailscale-login.test.ts', 'test/plex-login.test.ts', 'test/security/plex-pins.test.ts'];
 
 describe('the login suites on two instances sharing Redis', { skip: redisMissing() }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = new RedisServer(await freePort(), await tempDir());
-    await redis.start();
-  });
-  after(() => redis?.stop());
+  const redis = redisDuringTests();
 
   for (const suite of SUITES) {
     test(suite, () => {
