@@ -31,9 +31,9 @@ export interface StoreOptions {
   groups: Record<string, string[]>;
   /** How long an account is remembered: as long as the session that carries it. */
   accountTtlSeconds: number;
-  /** How many live PINs may be bound (tests make these small); PIN_BINDS_PER_NETWORK and PIN_BINDS_MAX otherwise. */
+  /** How many live PINs may be bound (tests make them few); PIN_LIMITS otherwise. */
   pinLimits?: PinLimits;
-  /** How long an entry outlives its expiry (tests shorten it); CLOCK_TOLERANCE_MS (models.ts) otherwise. */
+  /** How long an entry outlives its expiry (tests shorten it); CLOCK_TOLERANCE_MS otherwise. */
   clockToleranceMs?: number;
 }
 
