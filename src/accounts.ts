@@ -45,7 +45,7 @@ export function groupsFor(identity: Identity, groups: Record<string, string[]>):
 /** Whether this person may sign in to this client: by a source it accepts, in a group it allows. */
 export function mayUseClient(account: Account, client: ClientConfig): boolean {
   const source = account.identity.source;
-  if (client.sources && source !== 'demo' && !(client.sources as string[]).includes(source)) return false;
+  if (client.sources && !client.sources.includes(source)) return false;
   if (!client.allowed_groups) return true;
   return client.allowed_groups.some((g) => account.groups.includes(g));
 }

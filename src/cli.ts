@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, sourceName, type Config, type ConfigSource } from './config.ts';
 import { demoConfig } from './sources/demo/demo.ts';
+import { describeSources } from './sources/registry.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
 import { StorageUnavailable } from './storage/store.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -122,11 +123,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     discovery: `${config.issuer}/.well-known/openid-configuration`,
     listening: running.url,
     clients: config.clients.map((c) => ({ client_id: c.client_id, redirect_uris: c.redirect_uris })),
-    sources: [
-      ...(config.tailscale ? [config.demo ? 'tailscale (when tailscaled answers)' : 'tailscale'] : []),
-      ...(config.plex ? ['plex'] : []),
-      ...(config.demo ? ['demo sample user'] : []),
-    ],
+    sources: describeSources(config),
     ...(config.demo ? { demo: 'a built-in demo on localhost; run with --config FILE for real use' } : {}),
   });
   return running;

@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
+import { formatListen, isLoopbackHost, isObject, optionalBoolean, optionalString, stringList, unknownKeys } from './config-fields.ts';
+import { resolveSourcePaths, SOURCE_KINDS, sourceProblems, type SourceConfigs } from './sources/registry.ts';
 
 /** A relying party allowed to sign people in through guestlist. */
 export interface ClientConfig {
@@ -14,17 +16,8 @@ export interface ClientConfig {
   require_pkce: boolean;
   /** When set, only members of at least one of these groups may sign in to this client. */
   allowed_groups?: string[];
-  /** Identity sources this client accepts; every configured source when unset. */
-  sources?: ('tailscale' | 'plex')[];
-}
-
-export interface PlexConfig {
-  /** machineIdentifiers of the Plex servers whose owner and share holders get in. */
-  server_ids: string[];
-  /** Shown by Plex on its approval screen and in the person's list of authorized devices. */
-  product: string;
-  api_url: string;
-  app_url: string;
+  /** Identity sources this client accepts (names from the source registry); every configured source when unset. */
+  sources?: string[];
 }
 
 export interface BrandingConfig {
@@ -47,20 +40,12 @@ export interface RateLimits {
   pending: number;
 }
 
-export interface TailscaleConfig {
-  socket: string;
-  allow_tagged: boolean;
-  serve_headers: boolean;
-}
-
-export interface Config {
+export interface Config extends SourceConfigs {
   issuer: string;
   listen: { host: string; port: number };
   data_dir: string;
   clients: ClientConfig[];
   groups: Record<string, string[]>;
-  tailscale?: TailscaleConfig;
-  plex?: PlexConfig;
   branding: BrandingConfig;
   /** Requests per client network per minute, and unfinished sign-ins per network; 0 turns one off. */
   rate_limits: RateLimits;
@@ -68,11 +53,10 @@ export interface Config {
   client_ip_header?: string;
   /** redis:// or rediss:// URL of a store shared by several instances; in memory when unset. */
   storage?: string;
-  /** Only the built-in demo sets this; no key in a config file can. */
+  /** Only the built-in demo (`npm start` with no config) sets this; no key in a config file can. */
   demo: boolean;
 }
 
-export const DEFAULT_TAILSCALE_SOCKET = '/var/run/tailscale/tailscaled.sock';
 export const DEFAULT_LISTEN = '127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_BRANDING: BrandingConfig = { title: 'guestlist' };
@@ -126,7 +110,7 @@ export async function loadConfig(source: ConfigSource, env: Env = process.env): 
   const resolved: Config = {
     ...config,
     data_dir: near(config.data_dir),
-    ...(config.tailscale ? { tailscale: { ...config.tailscale, socket: near(config.tailscale.socket) } } : {}),
+    ...resolveSourcePaths(config, near),
     branding: { ...config.branding, ...(config.branding.stylesheet ? { stylesheet: near(config.branding.stylesheet) } : {}) },
   };
   if (resolved.branding.stylesheet) {
@@ -193,12 +177,9 @@ function substituteEnv(value: unknown, path: string, env: Env, problems: string[
   return value;
 }
 
-const TOP_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'tailscale', 'plex', 'branding', 'rate_limits', 'client_ip_header', 'storage'];
+const CORE_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'branding', 'rate_limits', 'client_ip_header', 'storage'];
 const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups', 'sources'];
-const TAILSCALE_KEYS = ['socket', 'allow_tagged', 'serve_headers'];
-const PLEX_KEYS = ['server_id', 'server_ids', 'product', 'api_url', 'app_url'];
 const BRANDING_KEYS = ['title', 'logo_url', 'accent_color', 'background_image', 'stylesheet'];
-const SOURCES = ['tailscale', 'plex'] as const;
 
 // Cloudflare Access sends client credentials in Basic auth without URL-encoding them, and
 // oidc-provider decodes them as RFC 6749 says, so anything outside the unreserved set breaks.
@@ -213,17 +194,20 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
     problems.push('the config must be a mapping of keys (issuer, clients, ...)');
     return undefined;
   }
-  unknownKeys(raw, TOP_KEYS, '', problems);
+  unknownKeys(raw, [...CORE_KEYS, ...SOURCE_KINDS.map((k) => k.name)], '', problems);
 
   const issuer = validateIssuer(raw.issuer, problems);
   // GUESTLIST_LISTEN changes the default only (the container image sets 0.0.0.0:8080).
   const listen = validateListen(raw.listen ?? (env.GUESTLIST_LISTEN || DEFAULT_LISTEN), env, problems);
   const data_dir = optionalString(raw.data_dir, 'data_dir', problems) ?? DEFAULT_DATA_DIR;
   const groups = validateGroups(raw.groups, problems);
-  const configured = SOURCES.filter((s) => raw[s] !== undefined);
-  const clients = validateClients(raw.clients, groups, configured, problems);
-  const tailscale = raw.tailscale === undefined ? undefined : validateTailscale(raw.tailscale, problems);
-  const plex = raw.plex === undefined ? undefined : validatePlex(raw.plex, problems);
+  const configured = SOURCE_KINDS.filter((k) => raw[k.name] !== undefined);
+  const clients = validateClients(raw.clients, groups, configured.map((k) => k.name), problems);
+  const sources: Record<string, unknown> = {};
+  for (const kind of configured) {
+    const section = kind.parse(raw[kind.name], problems);
+    if (section !== undefined) sources[kind.name] = section;
+  }
   const branding = validateBranding(raw.branding, problems);
   const rate_limits = validateRateLimits(raw.rate_limits, problems);
   const client_ip_header = optionalString(raw.client_ip_header, 'client_ip_header', problems);
@@ -236,15 +220,16 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
     problems.push('client_ip_header: X-Forwarded-For carries whatever the client sent first; use the header your proxy sets itself (Fly-Client-IP, CF-Connecting-IP, X-Real-IP)');
   }
 
-  const serveHeaders = tailscale && listen ? serveHeadersProblem({ tailscale, listen },
-    raw.listen === undefined && env.GUESTLIST_LISTEN ? 'listen (from GUESTLIST_LISTEN, which the container image sets)' : 'listen') : undefined;
-  if (serveHeaders) problems.push(serveHeaders);
+  if (listen) {
+    const listenKey = raw.listen === undefined && env.GUESTLIST_LISTEN ? 'listen (from GUESTLIST_LISTEN, which the container image sets)' : 'listen';
+    problems.push(...sourceProblems({ ...sources, listen }, listenKey));
+  }
   if (configured.length === 0) {
-    problems.push('no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults) or a "plex:" section');
+    problems.push(`no identity source is configured: add ${SOURCE_KINDS.map((k) => k.howToAdd).join(' or ')}`);
   }
   if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
   return {
-    issuer, listen, data_dir, clients, groups, ...(tailscale ? { tailscale } : {}), ...(plex ? { plex } : {}), branding, rate_limits,
+    issuer, listen, data_dir, clients, groups, ...sources, branding, rate_limits,
     ...(client_ip_header ? { client_ip_header } : {}), ...(storage ? { storage } : {}), demo: false,
   };
 }
@@ -279,10 +264,6 @@ function validateIssuer(value: unknown, problems: string[]): string | undefined 
   return value;
 }
 
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
 
 function validateListen(value: unknown, env: Env, problems: string[]): Config['listen'] | undefined {
   if (typeof value !== 'string') {
@@ -310,19 +291,7 @@ function validateListen(value: unknown, env: Env, problems: string[]): Config['l
   return { host, port };
 }
 
-/**
- * `tailscale serve`'s headers are only as good as the rule that nobody else can send them: a
- * listener that the network reaches would let anyone on it claim any tailnet identity.
- */
-export function serveHeadersProblem(config: Pick<Config, 'tailscale' | 'listen'>, listenKey = 'listen'): string | undefined {
-  if (!config.tailscale?.serve_headers || isLoopbackHost(config.listen.host)) return undefined;
-  return `tailscale.serve_headers: true trusts identity headers that anyone who can reach guestlist could send, so it needs a loopback-only listener, but ${listenKey} is "${formatListen(config.listen)}"; `
-    + 'set listen: "127.0.0.1:8080" (tailscale serve connects from loopback) or turn serve_headers off';
-}
 
-export function formatListen(listen: Config['listen']): string {
-  return `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
-}
 
 function validateGroups(value: unknown, problems: string[]): Record<string, string[]> {
   if (value === undefined || value === null) return {};
@@ -388,10 +357,10 @@ function validateClients(value: unknown, groups: Record<string, string[]>, confi
     if (c.sources !== undefined) {
       const list = stringList(c.sources, `${at}.sources`, problems, { allowEmpty: false });
       for (const s of list ?? []) {
-        if (!(SOURCES as readonly string[]).includes(s)) problems.push(`${at}.sources: "${s}" is not a source (use ${SOURCES.join(' or ')})`);
+        if (!SOURCE_KINDS.some((k) => k.name === s)) problems.push(`${at}.sources: "${s}" is not a source (use ${SOURCE_KINDS.map((k) => k.name).join(' or ')})`);
         else if (!configured.includes(s)) problems.push(`${at}.sources: "${s}" is not configured: add a "${s}:" section`);
       }
-      sources = list as ClientConfig['sources'];
+      sources = list;
     }
     if (problems.length === before) {
       clients.push({
@@ -424,53 +393,7 @@ function uriList(value: unknown, at: string, problems: string[], optional: boole
   return list;
 }
 
-function validateTailscale(value: unknown, problems: string[]): TailscaleConfig | undefined {
-  if (value === null) value = {};
-  if (!isObject(value)) {
-    problems.push('tailscale: must be a mapping (an empty "tailscale: {}" uses the defaults)');
-    return undefined;
-  }
-  unknownKeys(value, TAILSCALE_KEYS, 'tailscale', problems);
-  return {
-    socket: optionalString(value.socket, 'tailscale.socket', problems) ?? DEFAULT_TAILSCALE_SOCKET,
-    allow_tagged: optionalBoolean(value.allow_tagged, 'tailscale.allow_tagged', problems) ?? false,
-    serve_headers: optionalBoolean(value.serve_headers, 'tailscale.serve_headers', problems) ?? false,
-  };
-}
 
-function validatePlex(value: unknown, problems: string[]): PlexConfig | undefined {
-  if (!isObject(value)) {
-    problems.push('plex: must be a mapping with at least server_id');
-    return undefined;
-  }
-  unknownKeys(value, PLEX_KEYS, 'plex', problems);
-  const ids: string[] = [];
-  if (value.server_id !== undefined) {
-    const id = optionalString(value.server_id, 'plex.server_id', problems);
-    if (id) ids.push(id);
-  }
-  if (value.server_ids !== undefined) ids.push(...(stringList(value.server_ids, 'plex.server_ids', problems, { allowEmpty: false }) ?? []));
-  if (value.server_id === undefined && value.server_ids === undefined) {
-    problems.push('plex.server_id: missing; set it to the machineIdentifier of the Plex server whose users may sign in (see the README)');
-  }
-  for (const id of ids) {
-    if (!/^[A-Za-z0-9-]{8,64}$/.test(id)) problems.push(`plex.server_id: "${id}" does not look like a Plex machineIdentifier (40 hex characters)`);
-  }
-  const url = (key: 'api_url' | 'app_url', fallback: string) => {
-    const v = optionalString(value[key], `plex.${key}`, problems) ?? fallback;
-    const u = URL.parse(v);
-    if (!u || (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopbackHost(u.hostname)))) {
-      problems.push(`plex.${key}: "${v}" must be an https URL`);
-    }
-    return v.replace(/\/+$/, '');
-  };
-  return {
-    server_ids: ids,
-    product: optionalString(value.product, 'plex.product', problems) ?? 'guestlist',
-    api_url: url('api_url', 'https://plex.tv'),
-    app_url: url('app_url', 'https://app.plex.tv/auth'),
-  };
-}
 
 function validateBranding(value: unknown, problems: string[]): BrandingConfig {
   if (value === undefined || value === null) return { ...DEFAULT_BRANDING };
@@ -527,61 +450,8 @@ function validateRateLimits(value: unknown, problems: string[]): RateLimits {
   return Object.fromEntries(keys.map((k) => [k, limit(k)])) as unknown as RateLimits;
 }
 
-function unknownKeys(obj: Record<string, unknown>, known: string[], at: string, problems: string[]): void {
-  for (const key of Object.keys(obj)) {
-    if (known.includes(key)) continue;
-    const near = known.find((k) => editDistance(k, key) <= 2);
-    problems.push(`${at ? `${at}.` : ''}${key}: unknown key${near ? ` (did you mean "${near}"?)` : ''}`);
-  }
-}
 
-function stringList(value: unknown, at: string, problems: string[], { allowEmpty }: { allowEmpty: boolean }): string[] | undefined {
-  if (typeof value === 'string') value = [value];
-  if (!Array.isArray(value)) {
-    problems.push(`${at}: must be a list`);
-    return undefined;
-  }
-  if (!allowEmpty && value.length === 0) {
-    problems.push(`${at}: must not be empty`);
-    return undefined;
-  }
-  const bad = value.findIndex((v) => typeof v !== 'string' || v === '');
-  if (bad !== -1) {
-    problems.push(`${at}[${bad}]: must be a non-empty string`);
-    return undefined;
-  }
-  return value as string[];
-}
 
-function optionalString(value: unknown, at: string, problems: string[]): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string' || value === '') {
-    problems.push(`${at}: must be a non-empty string`);
-    return undefined;
-  }
-  return value;
-}
 
-function optionalBoolean(value: unknown, at: string, problems: string[]): boolean | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'boolean') {
-    problems.push(`${at}: must be true or false, not ${JSON.stringify(value)}`);
-    return undefined;
-  }
-  return value;
-}
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length]![b.length]!;
-}

@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Middleware } from 'koa';
 import { readAsset } from './assets.ts';
 import { clientNetwork } from './client-network.ts';
-import { ConfigError, serveHeadersProblem, type Config } from './config.ts';
-import { demoRoutes } from './sources/demo/demo.ts';
+import { ConfigError, type Config } from './config.ts';
+import { createSources, sourceProblems, sourceRoutes } from './sources/registry.ts';
 import { interactionRoutes, rememberApp } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -15,10 +14,6 @@ import { pendingSignIns } from './pending-sign-ins.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
 import { rateLimits } from './rate-limits.ts';
 import { securityHeaders } from './security-headers.ts';
-import { demoSource } from './sources/demo/demo-source.ts';
-import type { AmbientSource } from './sources/source.ts';
-import { tailscaleSource } from './sources/tailscale/tailscale.ts';
-import { plexSource } from './sources/plex/plex.ts';
 import { staticFiles } from './static-files.ts';
 import { MODEL_BOUNDS } from './storage/memory.ts';
 import { openStore, StorageUnavailable, storageDownMessage, type Store } from './storage/store.ts';
@@ -60,10 +55,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 
 async function start(config: Config, options: ServerOptions, onFailure: (release: () => Promise<void>) => void): Promise<RunningServer> {
   // Checked again here, not only when a file is loaded: a config can be built in code.
-  const unsafe = serveHeadersProblem(config);
-  if (unsafe) throw new ConfigError('config', [unsafe]);
+  const unsafe = sourceProblems(config);
+  if (unsafe.length > 0) throw new ConfigError('config', unsafe);
   const log = options.log ?? createLogger();
-  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'demo', 'demo-result', 'plex', 'expired-app']);
+  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'expired-app']);
   const pages = createPages(config.branding);
   const keys = await loadOrCreateKeys(config.data_dir, {
     onCreate: (file) => log('info', 'created a new secret file', { file }),
@@ -75,20 +70,20 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   onFailure(() => store.close());
   const { accounts, pins } = store;
 
-  const tailscale = config.tailscale ? tailscaleSource(config.tailscale, options.whoisTimeoutMs) : undefined;
-  const ambient: AmbientSource[] = config.demo ? [demoSource(tailscale)] : tailscale ? [tailscale] : [];
-  // Plex asks apps to keep one client identifier per installation; the issuer names ours.
-  const plex = config.plex
-    ? plexSource(config.plex, `guestlist-${createHash('sha256').update(config.issuer).digest('hex').slice(0, 24)}`, VERSION, options.plexTimeoutMs)
-    : undefined;
-  const provider = createProvider({ config, keys, store, accounts, log, pages, ambientSources: new Set(['tailscale', 'demo']) });
+  const { ambient, interactive, views } = createSources(config, {
+    issuer: config.issuer, version: VERSION, pins,
+    ...(options.whoisTimeoutMs ? { whoisTimeoutMs: options.whoisTimeoutMs } : {}),
+    ...(options.plexTimeoutMs ? { plexTimeoutMs: options.plexTimeoutMs } : {}),
+  });
+  preloadViews(views);
+  const provider = createProvider({ config, keys, store, accounts, log, pages, ambientSources: new Set(ambient.map((a) => a.name)) });
   await checkClients(provider, config);
 
   const clients = new Map(config.clients.map((c) => [c.client_id, c]));
   provider.use(errorPages(log, pages));
   provider.use(pinToIssuer(config.issuer));
-  // The Plex page talks to plex.tv from the browser (to create and watch its PIN).
-  provider.use(securityHeaders(config.issuer, config.plex ? [new URL(config.plex.api_url).origin] : []));
+  // An interactive source's page may talk to its upstream from the browser (Plex's PIN).
+  provider.use(securityHeaders(config.issuer, interactive.flatMap((s) => s.connectTo)));
   provider.use(crossOrigin());
   provider.use(healthz());
   const network = clientNetwork(config.client_ip_header, ambient);
@@ -105,8 +100,8 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(rememberApp(clients));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
-  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, ...(plex ? { plex } : {}), pins, accounts, clients, network, log, pages }));
-  provider.use(config.demo ? demoRoutes(config, pages) : home(config, pages));
+  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, interactive, accounts, clients, network, log, pages }));
+  provider.use(sourceRoutes(config, pages) ?? home(config, pages));
 
   // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { PageValues } from '../pages.ts';
 
 // The seam between "who is this person?" and OpenID Connect. A source turns what it verified
 // itself (tailscaled's whois, plex.tv) into an Identity, or refuses with a reason a person can
@@ -60,6 +61,7 @@ export class Refusal extends Error {
 
 /** A source that recognises the person from the connection itself: no page, nothing to click. */
 export interface AmbientSource {
+  readonly kind: 'ambient';
   readonly name: string;
   /** Resolve the person behind this peer, or throw a Refusal. */
   identify(peer: Peer): Promise<Identity>;
@@ -71,4 +73,53 @@ export interface AmbientSource {
   network?(peer: Peer): Promise<string | undefined>;
 }
 
-export type SourceName = 'tailscale' | 'plex' | 'demo';
+/** One request of an interactive source's sign-in, as the interaction router hands it over. */
+export interface SignInStep {
+  /** The pending sign-in (oidc-provider's interaction) this request belongs to. */
+  readonly uid: string;
+  /** The network the request comes from, to bound what it may make the server remember. */
+  network(): Promise<string>;
+  /** The path of one of this source's actions for this sign-in; absolute (on the issuer) if asked. */
+  actionUrl(action: string, absolute?: boolean): string;
+  /** Where this sign-in went, if another request (on any instance) has already finished it. */
+  finishedTo(): Promise<string | undefined>;
+  /** A JSON body, or undefined when there is none, it is not JSON, or it is over `limit` bytes. */
+  readJson(limit: number): Promise<unknown>;
+}
+
+/** What a step ends in; the router turns it into a response, and logs every refusal. */
+export type StepOutcome =
+  /** Verified: the router signs the person in, if the app allows them. */
+  | { identity: Identity }
+  | { refusal: Refusal }
+  /** The source's page again, with a notice; `refusal` is logged, not shown. */
+  | { page: { status: number; notice?: string }; refusal?: Refusal }
+  /** An answer to the page's script; `refusal` is logged, not shown. */
+  | { json: { status: number; body?: unknown; retryAfter?: number }; refusal?: Refusal }
+  | { redirect: string };
+
+export interface SourceAction {
+  method: 'GET' | 'POST';
+  /** Answered to the page's script in JSON (an expired sign-in too), not with a page. */
+  json?: boolean;
+  /**
+   * Concurrent requests for one sign-in share one run of this action and its answer (a
+   * double-submitted form must be checked, and signed in, once).
+   */
+  once?: boolean;
+  handle(step: SignInStep): Promise<StepOutcome>;
+}
+
+/** A source that shows a page and takes the person through its own steps (Plex's PIN). */
+export interface InteractiveSource {
+  readonly kind: 'interactive';
+  readonly name: string;
+  /** How the page names it to people ("You can sign in with Plex instead"). */
+  readonly label: string;
+  /** Origins its page's script talks to, for the Content-Security-Policy's connect-src. */
+  readonly connectTo: string[];
+  /** Its page: a view in views/ and the values it needs (the router adds client, notice, abort_url). */
+  page(step: SignInStep): { view: string; values: PageValues };
+  /** `/interaction/:uid/<name>/<action>` */
+  readonly actions: Record<string, SourceAction>;
+}

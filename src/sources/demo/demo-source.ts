@@ -16,6 +16,7 @@ export const SAMPLE_USER: Identity = {
 /** The local tailscaled when it knows the peer, else the sample user; localhost only. */
 export function demoSource(tailscale?: AmbientSource): AmbientSource {
   return {
+    kind: 'ambient',
     name: 'demo',
     async identify(peer: Peer): Promise<Identity> {
       if (!isLoopback(peer.address)) {

@@ -2,7 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_RATE_LIMITS, DEFAULT_TAILSCALE_SOCKET, type Config } from '../../config.ts';
+import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_RATE_LIMITS, type Config } from '../../config.ts';
+import { DEFAULT_TAILSCALE_SOCKET } from '../tailscale/config.ts';
 import { escapeHtml, Html, type Pages } from '../../pages.ts';
 
 // `npm start` with no config: guestlist on localhost with a built-in relying party at `/`, so a

@@ -1,4 +1,4 @@
-import type { PlexConfig } from '../../config.ts';
+import type { PlexConfig } from './config.ts';
 import { Refusal, type Identity } from '../source.ts';
 
 // Sign-in with a Plex account, admitted only when one of the configured Plex servers is shared

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { TailscaleConfig } from '../../config.ts';
+import type { TailscaleConfig } from './config.ts';
 import { decodeRfc2047 } from './rfc2047.ts';
 import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from './localapi.ts';
 import { Refusal, type AmbientSource, type Identity, type Peer } from '../source.ts';
@@ -20,6 +20,7 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
   };
 
   return {
+    kind: 'ambient',
     name: 'tailscale',
     async identify(peer: Peer): Promise<Identity> {
       // tailscaled first, always. With userspace networking every tailnet connection reaches us

@@ -1,0 +1,145 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { FINISH_CLAIM_MS, type PinBindings, type PinToBind } from '../../plex-pins.ts';
+import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
+import type { PlexSource } from './plex.ts';
+
+// The Plex sign-in's steps, behind /interaction/:uid/plex/... (views/plex.html, static/plex.js):
+//
+//   POST pin     the page made a PIN at plex.tv: bind it (id and secret code) to this sign-in
+//   POST finish  the page saw Plex approve: check it all on the server, once per sign-in
+//   GET  return  the same, when Plex forwards the tab back (no popup possible)
+//
+// The browser creates the PIN (Plex shows a "Security Alert" for one made from another IP), but
+// nothing it says is believed: the server reads the PIN, the account and its resources itself.
+
+/** How often a request that finds another finishing the same sign-in looks again. */
+const FOLLOW_EVERY_MS = 100;
+
+export function plexSignIn(plex: PlexSource, pins: PinBindings, issuer: string): InteractiveSource {
+  /**
+   * The PIN to finish with; or, while another request is finishing this sign-in (on another
+   * instance: the router makes this one's wait for it), where that one went once it is done.
+   */
+  async function claimOrFollow(step: SignInStep): Promise<PinToBind | { redirect: string } | undefined> {
+    for (const until = Date.now() + FINISH_CLAIM_MS; Date.now() < until;) {
+      const claimed = await pins.claim(step.uid);
+      if (claimed && claimed !== 'finishing') return claimed;
+      const done = await step.finishedTo();
+      if (done) return { redirect: done };
+      if (!claimed) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
+    }
+    return undefined;
+  }
+
+  /** The same check for the page's finish and for Plex's forward back. */
+  const finish = (returned: boolean) => async (step: SignInStep): Promise<StepOutcome> => {
+    const bound = await claimOrFollow(step);
+    if (!bound) return { page: { status: 400, notice: 'Start the Plex sign-in again.' } };
+    if ('redirect' in bound) return bound;
+    let settled = false;
+    try {
+      const pin = await plex.readPin(bound.id);
+      if (pin.state === 'pending') {
+        await pins.restore(step.uid, bound);
+        settled = true;
+        return { page: { status: 200, notice: returned ? 'The Plex sign-in was cancelled or has not finished. Try again.' : 'Plex has not confirmed the sign-in yet. Try again.' } };
+      }
+      if (pin.state === 'expired') {
+        return {
+          page: { status: 400, notice: 'That Plex sign-in expired before it was finished. Start again.' },
+          refusal: new Refusal('expired', 'Expired', '', `PIN ${bound.id} expired before it was approved`),
+        };
+      }
+      return { identity: await plex.identify(pin.token) };
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      return { refusal: err };
+    } finally {
+      if (!settled) await pins.settle(step.uid);
+    }
+  };
+
+  return {
+    kind: 'interactive',
+    name: 'plex',
+    label: 'Plex',
+    // The page talks to plex.tv from the browser, to create and watch its PIN.
+    connectTo: [new URL(plex.config.api_url).origin],
+
+    page: (step) => ({
+      view: 'plex',
+      values: {
+        plex_client_id: plex.clientIdentifier,
+        plex_product: plex.config.product,
+        plex_api: plex.config.api_url,
+        plex_app: plex.config.app_url,
+        bind_url: step.actionUrl('pin'),
+        finish_url: step.actionUrl('finish'),
+        return_url: step.actionUrl('return', true),
+      },
+    }),
+
+    actions: {
+      pin: {
+        method: 'POST',
+        json: true,
+        async handle(step) {
+          const posted = readPostedPin(await step.readJson(1024));
+          if (!posted) return { json: { status: 400, body: { error: 'Expected a JSON body {"id": <PIN id>, "code": "<PIN code>"}.' } } };
+          // Read the PIN first: a PIN that does not exist (yet) binds nothing and burns nothing.
+          let pin;
+          try {
+            pin = await plex.readPin(posted.id);
+          } catch (err) {
+            if (!(err instanceof Refusal)) throw err;
+            return { json: { status: 503, body: { error: err.message } }, refusal: err };
+          }
+          // A PIN approved before it was offered to this sign-in was approved for someone else's.
+          if (pin.state !== 'pending') {
+            const approved = pin.state === 'approved';
+            return {
+              json: { status: 409, body: { error: approved ? 'This Plex PIN was already approved. Start again.' : 'This Plex PIN has expired. Start again.' } },
+              refusal: new Refusal(approved ? 'not-verified' : 'expired', 'Not a usable PIN', '', `PIN ${posted.id} was ${approved ? 'already approved' : 'expired or unknown'} when offered`),
+            };
+          }
+          if (!sameSecret(pin.code, posted.code)) {
+            return {
+              json: { status: 409, body: { error: 'This Plex PIN does not belong to this sign-in. Start again.' } },
+              refusal: new Refusal('not-verified', 'Not your PIN', '', `PIN ${posted.id} was offered with the wrong code`),
+            };
+          }
+          const bound = await pins.bind(step.uid, { id: posted.id, expiresAt: pin.expiresAt }, await step.network());
+          if (bound === 'bound') return { json: { status: 204 } };
+          if (bound === 'taken') return { json: { status: 409, body: { error: 'This Plex PIN was already used. Start again.' } } };
+          const perNetwork = bound === 'network-full';
+          return {
+            json: {
+              status: perNetwork ? 429 : 503,
+              retryAfter: 60,
+              body: { error: perNetwork ? 'Too many Plex sign-ins have been started from your network. Wait a few minutes and try again.'
+                : 'guestlist has too many Plex sign-ins in progress right now. Try again in a few minutes.' },
+            },
+            refusal: new Refusal('source-unavailable', 'Too many Plex sign-ins', '',
+              `PIN ${posted.id} not bound: the memory of bound PINs is full ${perNetwork ? 'for this network' : 'for everyone'}`),
+          };
+        },
+      },
+      finish: { method: 'POST', once: true, handle: finish(false) },
+      return: { method: 'GET', once: true, handle: finish(true) },
+    },
+  };
+}
+
+function readPostedPin(body: unknown): { id: number; code: string } | undefined {
+  const { id, code } = (typeof body === 'object' && body !== null ? body : {}) as { id?: unknown; code?: unknown };
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) return undefined;
+  if (typeof code !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(code)) return undefined;
+  return { id, code };
+}
+
+/** Compared in constant time (hashed first, so lengths leak nothing either). */
+function sameSecret(expected: string, given: string): boolean {
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(expected), digest(given));
+}
