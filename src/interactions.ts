@@ -2,10 +2,10 @@ import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { mayUseClient, type AccountStore } from './accounts.ts';
-import { peerOf, type ClientNetwork } from './client-network.ts';
+import { peerOf, type ClientNetwork } from './http/client-network.ts';
 import type { ClientConfig } from './config.ts';
 import type { Logger } from './log.ts';
-import type { PageValues, Pages } from './pages.ts';
+import type { PageValues, Pages } from './http/pages.ts';
 import { Refusal, type AmbientSource, type Identity, type InteractiveSource, type SignInStep, type StepOutcome } from './sources/source.ts';
 
 // /interaction/:uid is where oidc-provider sends a person it cannot sign in by itself. A sign-in

@@ -5,8 +5,8 @@ import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
 import type { ClientConfig, Config } from './config.ts';
 import type { KeyMaterial } from './keys.ts';
 import type { Logger } from './log.ts';
-import { Html, type Pages } from './pages.ts';
-import { StorageUnavailable, storageDownMessage, type Store } from './storage/store.ts';
+import { Html, type Pages } from './http/pages.ts';
+import { answerStorageDown, StorageUnavailable, type Store } from './storage/store.ts';
 
 // How guestlist configures oidc-provider, and why. The relying parties we must please:
 // Headscale (go-oidc + x/oauth2) and Cloudflare Access (generic OIDC, no discovery, no userinfo).
@@ -127,12 +127,7 @@ export function createProvider({ config, keys, store, accounts, log, pages, ambi
     renderError: async (ctx, out, error) => {
       // A resume whose sign-in is gone (expired, or lost in a restart) is not the app's fault.
       if (error instanceof errors.SessionNotFound) return expiredPage(ctx, clients, pages);
-      if (error instanceof StorageUnavailable) {
-        ctx.status = 503;
-        ctx.type = 'html';
-        ctx.body = pages.render('message', 'Try again shortly', storageDownMessage);
-        return;
-      }
+      if (error instanceof StorageUnavailable) return answerStorageDown(ctx, pages);
       ctx.type = 'html';
       ctx.body = pages.render('error', 'Sign-in problem', {
         heading: 'This sign-in request was not accepted',

@@ -1,22 +1,26 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Middleware } from 'koa';
 import { readAsset } from './assets.ts';
-import { clientNetwork } from './client-network.ts';
 import { ConfigError, type Config } from './config.ts';
-import { createSources, sourceProblems, sourceRoutes } from './sources/registry.ts';
+import { brandingStyles } from './http/branding.ts';
+import { clientNetwork } from './http/client-network.ts';
+import { crossOrigin } from './http/cross-origin.ts';
+import { errorPages } from './http/error-pages.ts';
+import { healthz } from './http/healthz.ts';
+import { home } from './http/home.ts';
+import { originFormOnly, pinToIssuer } from './http/issuer.ts';
+import { createPages, preloadViews } from './http/pages.ts';
+import { pendingSignIns } from './http/pending-sign-ins.ts';
+import { rateLimits } from './http/rate-limits.ts';
+import { securityHeaders } from './http/security-headers.ts';
+import { staticFiles } from './http/static-files.ts';
 import { interactionRoutes, rememberApp } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
-import { brandingStyles } from './branding.ts';
-import { createPages, preloadViews, type Pages } from './pages.ts';
-import { pendingSignIns } from './pending-sign-ins.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
-import { rateLimits } from './rate-limits.ts';
-import { securityHeaders } from './security-headers.ts';
-import { staticFiles } from './static-files.ts';
+import { createSources, sourceProblems, sourceRoutes } from './sources/registry.ts';
 import { MODEL_BOUNDS } from './storage/memory.ts';
-import { openStore, StorageUnavailable, storageDownMessage, type Store } from './storage/store.ts';
+import { openStore, type Store } from './storage/store.ts';
 
 export interface ServerOptions {
   log?: Logger;
@@ -85,7 +89,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   // An interactive source's page may talk to its upstream from the browser (Plex's PIN).
   provider.use(securityHeaders(config.issuer, interactive.flatMap((s) => s.connectTo)));
   provider.use(crossOrigin());
-  provider.use(healthz());
+  provider.use(healthz(VERSION));
   const network = clientNetwork(config.client_ip_header, ambient);
   provider.use(rateLimits(config, pages, network, store.counter));
   provider.use(pendingSignIns({
@@ -111,7 +115,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     keepAliveTimeout: 5_000,
     connectionsCheckingInterval: Math.min(5_000, headersTimeout),
     maxHeaderSize: 16 * 1024,
-  }, onlyPaths(provider.callback()));
+  }, originFormOnly(provider.callback()));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => {
@@ -137,114 +141,3 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   };
 }
 
-/**
- * Our own URLs (discovery, redirects, cookie `Secure`) come from the configured issuer, never
- * from what a client or proxy put in Host or X-Forwarded-*: behind Fly.io or Cloudflare the
- * request arrives as plain http on an internal address, and the issuer is the public truth.
- */
-function pinToIssuer(issuer: string): Middleware {
-  const url = new URL(issuer);
-  const proto = url.protocol.slice(0, -1);
-  return async (ctx, next) => {
-    ctx.req.headers['x-forwarded-proto'] = proto;
-    ctx.req.headers['x-forwarded-host'] = url.host;
-    delete ctx.req.headers['x-forwarded-port'];
-    delete ctx.req.headers.forwarded;
-    return next();
-  };
-}
-
-/**
- * A request line may name a whole URL (absolute-form, `GET http://evil.example/auth HTTP/1.1`,
- * meant for proxies); koa would take that URL as the request's href, and oidc-provider builds
- * discovery, redirects and form actions from the href. So before koa sees a request, its target
- * becomes the path and query alone (the issuer supplies the rest, see pinToIssuer); a target
- * that is neither (`*`, `host:port`, another scheme) is refused.
- */
-function onlyPaths(app: (req: IncomingMessage, res: ServerResponse) => unknown) {
-  return (req: IncomingMessage, res: ServerResponse) => {
-    const target = req.url ?? '';
-    const absolute = /^https?:\/\/[^/?#]*/i.exec(target);
-    if (absolute) {
-      const rest = target.slice(absolute[0].length);
-      req.url = rest.startsWith('/') ? rest : `/${rest}`;
-    } else if (!target.startsWith('/')) {
-      res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'close' });
-      res.end('Bad Request: the request target must be a path\n');
-      return;
-    }
-    void app(req, res);
-  };
-}
-
-/** The metadata anyone may read from any site: discovery (both names) and the public keys. */
-const PUBLIC_METADATA = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/jwks']);
-
-/**
- * CORS: oidc-provider answers /token and /me with the caller's own Origin in
- * Access-Control-Allow-Origin (on preflights and errors alike). guestlist's clients are all
- * confidential and call those from their servers, so no page on another site may read anything
- * but the public metadata, which is the same for every origin: `*`, not an echo of the caller's.
- */
-function crossOrigin(): Middleware {
-  return async (ctx, next) => {
-    const open = PUBLIC_METADATA.has(ctx.path);
-    try {
-      await next();
-    } finally {
-      for (const name of Object.keys(ctx.response.headers)) {
-        if (name.startsWith('access-control-') && !open) ctx.remove(name);
-      }
-    }
-    if (!open) return;
-    if (ctx.response.get('Access-Control-Allow-Origin')) ctx.set('Access-Control-Allow-Origin', '*');
-    if (ctx.response.get('Vary').toLowerCase() === 'origin') ctx.remove('Vary');
-    // A signing key stays published for 24 hours after it is replaced, so a copy of /jwks up to
-    // 5 minutes old still verifies every token signed before the replacement (relying parties
-    // fetch afresh when they meet a new key id), and discovery changes only with the config.
-    if (ctx.status === 200) ctx.set('Cache-Control', 'public, max-age=300');
-  };
-}
-
-/** Our routes' unexpected failures become a plain page; the details go to the log only. */
-function errorPages(log: Logger, pages: Pages): Middleware {
-  return async (ctx, next) => {
-    try {
-      await next();
-    } catch (err) {
-      if (err instanceof StorageUnavailable) {
-        log('error', 'storage unavailable', { path: ctx.path, err: err.message });
-        ctx.status = 503;
-        ctx.type = 'html';
-        ctx.body = pages.render('message', 'Try again shortly', storageDownMessage);
-        return;
-      }
-      log('error', 'unhandled error', { path: ctx.path, err: (err as Error).message, stack: (err as Error).stack });
-      ctx.status = 500;
-      ctx.type = 'html';
-      ctx.body = pages.render('message', 'Something went wrong', {
-        heading: 'Something went wrong',
-        message: 'guestlist hit an unexpected problem and could not finish. Try again; if it keeps happening, tell whoever runs this site.',
-      });
-    }
-  };
-}
-
-function healthz(): Middleware {
-  return async (ctx, next) => {
-    if (ctx.path !== '/healthz') return next();
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = { status: 'ok', version: VERSION };
-  };
-}
-
-function home(config: Config, pages: Pages): Middleware {
-  return async (ctx, next) => {
-    if (ctx.path !== '/' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
-    ctx.type = 'html';
-    ctx.body = pages.render('home', 'guestlist', {
-      issuer: config.issuer,
-      discovery: `${config.issuer}/.well-known/openid-configuration`,
-    });
-  };
-}

@@ -48,7 +48,7 @@ describe('Dockerfile and fly.toml agree with the app', () => {
   test('the health check path is one the app serves, in both files', () => {
     assert.equal(fly.http_service.checks[0].path, '/healthz');
     assert.match(/^HEALTHCHECK (?:.*\\\n)*.*$/m.exec(dockerfile)![0], /\/healthz/);
-    assert.match(readFileSync(join(root, 'src/server.ts'), 'utf8'), /ctx\.path !== '\/healthz'/);
+    assert.match(readFileSync(join(root, 'src/http/healthz.ts'), 'utf8'), /ctx\.path !== '\/healthz'/);
   });
 
   test('the data volume is /data in both files and in the README\'s Fly config', () => {

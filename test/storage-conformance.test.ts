@@ -1,7 +1,7 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { errors } from 'oidc-provider';
-import { PIN_BINDS_PER_NETWORK } from '../src/plex-pins.ts';
+import { PIN_BINDS_PER_NETWORK } from '../src/sources/plex/pins.ts';
 import type { Identity } from '../src/sources/source.ts';
 import { createMemoryStore } from '../src/storage/memory.ts';
 import { openRedisStore } from '../src/storage/redis.ts';

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Middleware } from 'koa';
 import type { Config } from '../config.ts';
-import type { Pages } from '../pages.ts';
-import type { PinBindings } from '../plex-pins.ts';
+import type { Pages } from '../http/pages.ts';
+import type { PinBindings } from './plex/pins.ts';
 import { demoRoutes } from './demo/demo.ts';
 import { demoSource } from './demo/demo-source.ts';
 import { parsePlexConfig, type PlexConfig } from './plex/config.ts';

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { PageValues } from '../pages.ts';
+import type { PageValues } from '../http/pages.ts';
 
 // The seam between "who is this person?" and OpenID Connect. A source turns what it verified
 // itself (tailscaled's whois, plex.tv) into an Identity, or refuses with a reason a person can

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { accountFor, type Account, type AccountStore } from '../accounts.ts';
-import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinLimits, type PinToBind } from '../plex-pins.ts';
+import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinLimits, type PinToBind } from '../sources/plex/pins.ts';
 import { entryTtlMs, GRANT_BOUND } from './models.ts';
 import type { RateCounter, Store, StoreOptions } from './store.ts';
 

@@ -3,7 +3,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { accountFor, type AccountStore } from '../accounts.ts';
 import type { Logger } from '../log.ts';
-import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinToBind } from '../plex-pins.ts';
+import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinToBind } from '../sources/plex/pins.ts';
 import { entryTtlMs, GRANT_BOUND } from './models.ts';
 import { StorageUnavailable, type RateCounter, type Store, type StoreOptions } from './store.ts';
 

@@ -1,8 +1,10 @@
+import type { Context } from 'koa';
 import type { Adapter } from 'oidc-provider';
 import type { AccountStore } from '../accounts.ts';
 import type { Config } from '../config.ts';
+import type { Pages } from '../http/pages.ts';
 import type { Logger } from '../log.ts';
-import type { PinBindings, PinLimits } from '../plex-pins.ts';
+import type { PinBindings, PinLimits } from '../sources/plex/pins.ts';
 import { createMemoryStore } from './memory.ts';
 
 // Everything guestlist remembers between requests, behind one seam: oidc-provider's models
@@ -50,6 +52,13 @@ export const storageDownMessage = {
   heading: 'Sign-in is unavailable for a moment',
   message: 'guestlist cannot reach the storage it shares with its other instances, so it cannot sign anyone in right now. It recovers by itself when the storage is back: try again in a minute.',
 };
+
+/** The one page for it, wherever a request meets it: 503, and it recovers by itself. */
+export function answerStorageDown(ctx: Context, pages: Pages): void {
+  ctx.status = 503;
+  ctx.type = 'html';
+  ctx.body = pages.render('message', 'Try again shortly', storageDownMessage);
+}
 
 /**
  * In memory by default; in Redis when the config names `storage:` (several instances sharing

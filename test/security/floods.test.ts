@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import type { ClientConfig } from '../../src/config.ts';
-import { networkOf } from '../../src/client-network.ts';
+import { networkOf } from '../../src/http/client-network.ts';
 import { ALICE, BOB_GITHUB } from '../fakes/tailscaled.ts';
 import { Browser, login, startTestEnv, type TestEnv } from '../helpers.ts';
 import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage } from '../plex-flow.ts';

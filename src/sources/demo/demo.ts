@@ -4,7 +4,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_RATE_LIMITS, type Config } from '../../config.ts';
 import { DEFAULT_TAILSCALE_SOCKET } from '../tailscale/config.ts';
-import { escapeHtml, Html, type Pages } from '../../pages.ts';
+import { escapeHtml, Html, type Pages } from '../../http/pages.ts';
 
 // `npm start` with no config: guestlist on localhost with a built-in relying party at `/`, so a
 // newcomer can watch a whole OpenID Connect login happen and read the ID token it produced.

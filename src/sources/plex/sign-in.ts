@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { FINISH_CLAIM_MS, type PinBindings, type PinToBind } from '../../plex-pins.ts';
+import { FINISH_CLAIM_MS, type PinBindings, type PinToBind } from './pins.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import type { PlexSource } from './plex.ts';
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { extname } from 'node:path';
 import type { Middleware } from 'koa';
-import { listAssets, readAsset } from './assets.ts';
+import { listAssets, readAsset } from '../assets.ts';
 
 // static/ is a handful of small hand-written files: read them once at start-up and serve them
 // from memory, with no path ever touching the filesystem at request time.

@@ -1,5 +1,5 @@
-import { readAsset } from './assets.ts';
-import type { BrandingConfig } from './config.ts';
+import { readAsset } from '../assets.ts';
+import type { BrandingConfig } from '../config.ts';
 
 // Pages are plain HTML files in views/. `{{name}}` inserts a value HTML-escaped; `{{{name}}}`
 // inserts markup that guestlist built itself (never a value from a person or an upstream).

@@ -1,8 +1,8 @@
 import type { Context, Middleware } from 'koa';
 import type { ClientNetwork } from './client-network.ts';
-import type { Config } from './config.ts';
+import type { Config } from '../config.ts';
 import type { Pages } from './pages.ts';
-import type { RateCounter } from './storage/store.ts';
+import type { RateCounter } from '../storage/store.ts';
 
 // Per-network limits on the endpoints worth abusing: new authorization requests (each makes a
 // pending sign-in), the sign-in pages (each asks tailscaled or plex.tv something) and the token

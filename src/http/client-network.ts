@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import type { AmbientSource, Peer } from './sources/source.ts';
+import type { AmbientSource, Peer } from '../sources/source.ts';
 
 // What guestlist counts anonymous requests by (rate limits, unfinished sign-ins): the network
 // a request comes from, not its address. One subscriber gets a whole IPv6 /64 and can rotate

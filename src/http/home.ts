@@ -1,0 +1,15 @@
+import type { Middleware } from 'koa';
+import type { Config } from '../config.ts';
+import type { Pages } from './pages.ts';
+
+/** `/`: what this is, and where its discovery document is. */
+export function home(config: Config, pages: Pages): Middleware {
+  return async (ctx, next) => {
+    if (ctx.path !== '/' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    ctx.type = 'html';
+    ctx.body = pages.render('home', 'guestlist', {
+      issuer: config.issuer,
+      discovery: `${config.issuer}/.well-known/openid-configuration`,
+    });
+  };
+}
