@@ -25,6 +25,12 @@ export function accountIdFor(identity: Identity): string {
   return `${identity.source}:${identity.id}`;
 }
 
+/** The source a `sub` came from. */
+export function sourceOf(sub: string): string {
+  const colon = sub.indexOf(':');
+  return colon === -1 ? sub : sub.slice(0, colon);
+}
+
 /**
  * Groups from the config that list this person, and the source's own. A member matches,
  * case-insensitively, only a verified fact: the `sub` itself, the email when the source verified

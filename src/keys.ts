@@ -49,8 +49,8 @@ export interface KeyOptions {
   env?: Record<string, string | undefined>;
 }
 
-export async function loadOrCreateKeys(dataDir: string, options: KeyOptions | ((file: string) => void) = {}): Promise<KeyMaterial> {
-  const { onCreate = () => {}, shared = false, env = {} } = typeof options === 'function' ? { onCreate: options } : options;
+export async function loadOrCreateKeys(dataDir: string, options: KeyOptions = {}): Promise<KeyMaterial> {
+  const { onCreate = () => {}, shared = false, env = {} } = options;
   if (env.GUESTLIST_SIGNING_KEYS || env.GUESTLIST_COOKIE_SECRETS) {
     if (!env.GUESTLIST_SIGNING_KEYS || !env.GUESTLIST_COOKIE_SECRETS) {
       throw new KeyFileError('set both GUESTLIST_SIGNING_KEYS and GUESTLIST_COOKIE_SECRETS (the contents of signing-keys.json and cookie-secrets.json), or neither');

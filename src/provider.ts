@@ -30,13 +30,13 @@ export interface ProviderDeps {
   accounts: AccountStore;
   log: Logger;
   pages: Pages;
-  /** Names of ambient sources: a session from one of them is re-checked on every authorization. */
-  ambientSources: Set<string>;
+  /** The configured clients, by client_id. */
+  clients: Map<string, ClientConfig>;
+  /** Whether this `sub` came from an ambient source: such a session is re-checked on every authorization. */
+  isAmbient(sub: string | undefined): boolean;
 }
 
-export function createProvider({ config, keys, store, accounts, log, pages, ambientSources }: ProviderDeps): Provider {
-  const clients = new Map<string, ClientConfig>(config.clients.map((c) => [c.client_id, c]));
-  const isAmbient = (accountId: string | undefined) => ambientSources.has((accountId ?? '').split(':')[0]!);
+export function createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient }: ProviderDeps): Provider {
 
   const configuration: Configuration = {
     adapter: (model: string) => store.adapterFor(model),
@@ -150,7 +150,7 @@ export function createProvider({ config, keys, store, accounts, log, pages, ambi
       if (oidc.result?.login || !oidc.session?.accountId) return Check.NO_NEED_TO_PROMPT;
       const account = await accounts.find(oidc.session.accountId);
       const client = clients.get(oidc.client!.clientId);
-      if (!account || !client || !mayUseClient(account, client) || ambientSources.has(account.identity.source)) {
+      if (!account || !client || !mayUseClient(account, client) || isAmbient(account.accountId)) {
         return Check.REQUEST_PROMPT;
       }
       return Check.NO_NEED_TO_PROMPT;

@@ -74,16 +74,16 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   onFailure(() => store.close());
   const { accounts, pins } = store;
 
-  const { ambient, interactive, views } = createSources(config, {
+  const { ambient, interactive, views, isAmbient } = createSources(config, {
     issuer: config.issuer, version: VERSION, pins,
     ...(options.whoisTimeoutMs ? { whoisTimeoutMs: options.whoisTimeoutMs } : {}),
     ...(options.plexTimeoutMs ? { plexTimeoutMs: options.plexTimeoutMs } : {}),
   });
   preloadViews(views);
-  const provider = createProvider({ config, keys, store, accounts, log, pages, ambientSources: new Set(ambient.map((a) => a.name)) });
+  const clients = new Map(config.clients.map((c) => [c.client_id, c]));
+  const provider = createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient });
   await checkClients(provider, config);
 
-  const clients = new Map(config.clients.map((c) => [c.client_id, c]));
   provider.use(errorPages(log, pages));
   provider.use(pinToIssuer(config.issuer));
   // An interactive source's page may talk to its upstream from the browser (Plex's PIN).

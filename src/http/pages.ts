@@ -44,7 +44,7 @@ export interface Pages {
   render(view: string, title: string, values?: PageValues): string;
 }
 
-/** Pages wearing the site's branding: its name, logo and extra stylesheets (see static.ts). */
+/** Pages wearing the site's branding: its name, logo and extra stylesheets (see branding.ts). */
 export function createPages(branding: BrandingConfig): Pages {
   const head = new Html([
     '<link rel="stylesheet" href="/branding.css">',

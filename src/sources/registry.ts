@@ -8,6 +8,7 @@ import { demoSource } from './demo/demo-source.ts';
 import { parsePlexConfig, type PlexConfig } from './plex/config.ts';
 import { plexSource } from './plex/plex.ts';
 import { plexSignIn } from './plex/sign-in.ts';
+import { sourceOf } from '../accounts.ts';
 import type { AmbientSource, InteractiveSource } from './source.ts';
 import { parseTailscaleConfig, serveHeadersProblem, type TailscaleConfig } from './tailscale/config.ts';
 import { tailscaleSource } from './tailscale/tailscale.ts';
@@ -100,6 +101,8 @@ export interface Sources {
   interactive: InteractiveSource[];
   /** Views the sources' pages use. */
   views: string[];
+  /** The one rule for "came from an ambient source" (its sessions are re-checked every time). */
+  isAmbient(sub: string | undefined): boolean;
 }
 
 /** The configured sources, made; the built-in demo puts its sample user behind Tailscale. */
@@ -109,7 +112,13 @@ export function createSources(config: Config, deps: SourceDeps): Sources {
   let ambient = made.filter((s): s is AmbientSource => s.kind === 'ambient');
   const interactive = made.filter((s): s is InteractiveSource => s.kind === 'interactive');
   if (config.demo) ambient = [demoSource(ambient.find((s) => s.name === 'tailscale'))];
-  return { ambient, interactive, views: [...configured.flatMap((k) => k.views ?? []), ...(config.demo ? ['demo', 'demo-result'] : [])] };
+  const ambientNames = new Set(ambient.map((s) => s.name));
+  return {
+    ambient,
+    interactive,
+    views: [...configured.flatMap((k) => k.views ?? []), ...(config.demo ? ['demo', 'demo-result'] : [])],
+    isAmbient: (sub) => sub !== undefined && ambientNames.has(sourceOf(sub)),
+  };
 }
 
 /** Routes of their own that sources add outside /interaction (the demo's built-in app at `/`). */
