@@ -149,7 +149,7 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
   };
 
   const pins: PinBindings = {
-    // The rules of plex-pins.ts, as the memory store keeps them: a PIN binds once while Plex could
+    // The rules of sources/plex/pins.ts, as the memory store keeps them: a PIN binds once while Plex could
     // still approve it, and a full memory (per network, or in all) refuses new binds. Live binds
     // are counted in sorted sets scored by expiry, so what has expired drops out by itself.
     bind: (uid, pin, network) => guard(async () => {
