@@ -2,7 +2,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { decodeRfc2047 } from '../src/sources/tailscale/rfc2047.ts';
 import { tailscaleSource } from '../src/sources/tailscale/tailscale.ts';
 import { Refusal } from '../src/sources/source.ts';
 import { whois, whoisAddress } from '../src/sources/tailscale/localapi.ts';
@@ -51,16 +50,6 @@ describe('the tailscaled LocalAPI client', () => {
     assert.equal((await get('/localapi/v0/whois?addr=100.101.102.103', { Host: 'local-tailscaled.sock', Origin: 'https://evil.example' })).status, 403);
     assert.deepEqual(await get('/localapi/v0/whois', { Host: 'local-tailscaled.sock' }), { status: 400, body: "missing 'addr' parameter\n" });
     assert.deepEqual(await get('/localapi/v0/whois?addr=100.1.2.3%3Anope', { Host: 'local-tailscaled.sock' }), { status: 400, body: "invalid 'addr' parameter\n" });
-  });
-});
-
-describe('RFC 2047 header values', () => {
-  test('decodes Q and B words and joins adjacent ones', () => {
-    assert.equal(decodeRfc2047('=?utf-8?q?Jos=C3=A9_Garc=C3=ADa?='), 'José García');
-    assert.equal(decodeRfc2047('=?utf-8?q?Jos=C3=A9?= =?utf-8?q?_Garc=C3=ADa?='), 'José García');
-    assert.equal(decodeRfc2047('=?UTF-8?B?Sm9zw6k=?='), 'José');
-    assert.equal(decodeRfc2047('plain ascii'), 'plain ascii');
-    assert.equal(decodeRfc2047('=?utf-8?q?bad=ZZ?='), '=?utf-8?q?bad=ZZ?=');
   });
 });
 
