@@ -1,77 +1,27 @@
-import { createHash } from 'node:crypto';
 import type { Middleware } from 'koa';
+import { sourceOf } from '../accounts.ts';
 import type { Config } from '../config.ts';
 import type { Pages } from '../http/pages.ts';
-import type { PinBindings } from './plex/pins.ts';
 import { demoRoutes } from './demo/demo.ts';
 import { demoSource } from './demo/demo-source.ts';
-import { parsePlexConfig, type PlexConfig } from './plex/config.ts';
-import { plexSource } from './plex/plex.ts';
-import { plexSignIn } from './plex/sign-in.ts';
-import { sourceOf } from '../accounts.ts';
+import { plexKind } from './plex/kind.ts';
+import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
 import type { AmbientSource, InteractiveSource } from './source.ts';
-import { parseTailscaleConfig, serveHeadersProblem, type TailscaleConfig } from './tailscale/config.ts';
-import { tailscaleSource } from './tailscale/tailscale.ts';
+import { tailscaleKind } from './tailscale/kind.ts';
 
 // Every identity source guestlist knows, by the name of its config section (which is also its
 // name in clients[].sources and the prefix of the `sub` it vouches for). The core config, the
 // server and the CLI read this list; nothing outside src/sources/ names a source. Adding one is a
-// folder under src/sources/ and a line here.
+// folder under src/sources/ (with its kind.ts) and its entry here.
+const KINDS = [tailscaleKind, plexKind] as const;
 
+type Kind = (typeof KINDS)[number];
 /** The config sections of the sources, each optional: a source is on when its section is there. */
-export interface SourceConfigs {
-  tailscale?: TailscaleConfig;
-  plex?: PlexConfig;
-}
+export type SourceConfigs = { [K in Kind as K['name']]?: K extends SourceKind<string, infer C> ? C : never };
 
-type Listen = { host: string; port: number };
-
-/** What a source may need from the server when it is made. */
-export interface SourceDeps {
-  issuer: string;
-  version: string;
-  /** The state sources keep in the server's store (in memory or in Redis). */
-  pins: PinBindings;
-  whoisTimeoutMs?: number;
-  plexTimeoutMs?: number;
-}
-
-export interface SourceKind<K extends keyof SourceConfigs = keyof SourceConfigs> {
-  name: K;
-  /** How a config turns it on, for the "no identity source" problem. */
-  howToAdd: string;
-  /** The views in views/ its pages use, loaded at start so a missing one fails then. */
-  views?: string[];
-  create(section: NonNullable<SourceConfigs[K]>, deps: SourceDeps): AmbientSource | InteractiveSource;
-  /** Reads its config section, reporting problems with their key paths. */
-  parse(raw: unknown, problems: string[]): NonNullable<SourceConfigs[K]> | undefined;
-  /** Paths in its section, resolved against the config file's folder. */
-  resolvePaths?(section: NonNullable<SourceConfigs[K]>, near: (path: string) => string): NonNullable<SourceConfigs[K]>;
-  /** What only shows next to the rest of the config (listen, say). */
-  problems?(section: NonNullable<SourceConfigs[K]>, listen: Listen, listenKey: string): (string | undefined)[];
-}
-
-const tailscale: SourceKind<'tailscale'> = {
-  name: 'tailscale',
-  howToAdd: 'a "tailscale:" section (an empty "tailscale: {}" uses the defaults)',
-  parse: parseTailscaleConfig,
-  resolvePaths: (section, near) => ({ ...section, socket: near(section.socket) }),
-  problems: (section, listen, listenKey) => [serveHeadersProblem(section, listen, listenKey)],
-  create: (section, deps) => tailscaleSource(section, deps.whoisTimeoutMs),
-};
-
-const plex: SourceKind<'plex'> = {
-  name: 'plex',
-  howToAdd: 'a "plex:" section',
-  parse: parsePlexConfig,
-  views: ['plex'],
-  // Plex asks apps to keep one client identifier per installation; the issuer names ours.
-  create: (section, deps) => plexSignIn(
-    plexSource(section, `guestlist-${createHash('sha256').update(deps.issuer).digest('hex').slice(0, 24)}`, deps.version, deps.plexTimeoutMs),
-    deps.pins, deps.issuer),
-};
-
-export const SOURCE_KINDS: readonly SourceKind[] = [tailscale, plex] as SourceKind[];
+export type { SourceDeps };
+// Seen from outside, a kind's section is opaque: only the kind itself reads it.
+export const SOURCE_KINDS = KINDS as unknown as readonly SourceKind<keyof SourceConfigs>[];
 
 /** The sections with their relative paths resolved (the core resolves its own). */
 export function resolveSourcePaths(config: SourceConfigs, near: (path: string) => string): SourceConfigs {

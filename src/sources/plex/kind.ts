@@ -1,0 +1,16 @@
+import { createHash } from 'node:crypto';
+import type { SourceKind } from '../source-kind.ts';
+import { parsePlexConfig, type PlexConfig } from './config.ts';
+import { plexSource } from './plex.ts';
+import { plexSignIn } from './sign-in.ts';
+
+export const plexKind: SourceKind<'plex', PlexConfig> = {
+  name: 'plex',
+  howToAdd: 'a "plex:" section',
+  parse: parsePlexConfig,
+  views: ['plex'],
+  // Plex asks apps to keep one client identifier per installation; the issuer names ours.
+  create: (section, deps) => plexSignIn(
+    plexSource(section, `guestlist-${createHash('sha256').update(deps.issuer).digest('hex').slice(0, 24)}`, deps.version, deps.plexTimeoutMs),
+    deps.pins, deps.issuer),
+};

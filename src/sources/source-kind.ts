@@ -1,0 +1,33 @@
+import type { PinBindings } from './plex/pins.ts';
+import type { AmbientSource, InteractiveSource } from './source.ts';
+
+// What a source brings to the registry (sources/registry.ts): its config section, how it is made,
+// its views. Each source's folder has one (`kind.ts`).
+
+export type Listen = { host: string; port: number };
+
+/** What a source may need from the server when it is made. */
+export interface SourceDeps {
+  issuer: string;
+  version: string;
+  /** The state sources keep in the server's store (in memory or in Redis). */
+  pins: PinBindings;
+  whoisTimeoutMs?: number;
+  plexTimeoutMs?: number;
+}
+
+export interface SourceKind<N extends string = string, C = unknown> {
+  /** Its config section's key, its name in clients[].sources, and the prefix of the `sub` it vouches for. */
+  name: N;
+  /** How a config turns it on, for the "no identity source" problem. */
+  howToAdd: string;
+  /** The views in views/ its pages use, loaded at start so a missing one fails then. */
+  views?: string[];
+  /** Reads its config section, reporting problems with their key paths. */
+  parse(raw: unknown, problems: string[]): C | undefined;
+  /** Paths in its section, resolved against the config file's folder. */
+  resolvePaths?(section: C, near: (path: string) => string): C;
+  /** What only shows next to the rest of the config (listen, say). */
+  problems?(section: C, listen: Listen, listenKey: string): (string | undefined)[];
+  create(section: C, deps: SourceDeps): AmbientSource | InteractiveSource;
+}
