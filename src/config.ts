@@ -350,7 +350,7 @@ function validateClients(value: unknown, groups: Record<string, string[]>, confi
     if (c.allowed_groups !== undefined) {
       allowed_groups = stringList(c.allowed_groups, `${at}.allowed_groups`, problems, { allowEmpty: false });
       for (const g of allowed_groups ?? []) {
-        if (!(g in groups)) problems.push(`${at}.allowed_groups: group "${g}" is not defined under groups`);
+        if (!Object.hasOwn(groups, g)) problems.push(`${at}.allowed_groups: group "${g}" is not defined under groups`);
       }
     }
     let sources: ClientConfig['sources'];

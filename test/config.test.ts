@@ -160,3 +160,19 @@ describe('guestlist check', () => {
     assert.match(run.stderr, /\/nonexistent\/guestlist\.yaml.*\n.*no such file/);
   });
 });
+
+test('allowed_groups naming a built-in object property (constructor, toString) is still an undefined group', () => {
+  const yaml = `
+issuer: https://auth.example.com
+clients:
+  - client_id: app
+    client_secret: abcdefghijklmnop0123
+    redirect_uris: [https://app.example.com/cb]
+    allowed_groups: [constructor, toString]
+tailscale: {}
+`;
+  assert.deepEqual(problems(yaml), [
+    'clients[0].allowed_groups: group "constructor" is not defined under groups',
+    'clients[0].allowed_groups: group "toString" is not defined under groups',
+  ]);
+});
