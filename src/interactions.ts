@@ -1,5 +1,6 @@
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { mayUseClient, type AccountStore } from './accounts.ts';
 import { peerOf, type ClientNetwork } from './http/client-network.ts';
@@ -18,6 +19,40 @@ import { Refusal, type AmbientSource, type Identity, type InteractiveSource, typ
 //   GET  /interaction/:uid                   ambient sources, else the interactive source's page, else a refusal
 //   GET  /interaction/:uid/abort             back to the app with access_denied
 //   *    /interaction/:uid/:source/:action   one of an interactive source's steps
+
+/** Whether this client takes people from this source (every configured one, unless it lists some). */
+function accepts(client: ClientConfig, source: string): boolean {
+  return !client.sources || client.sources.includes(source);
+}
+
+/**
+ * The one-hop sign-in, inside /auth itself (see provider.ts): who the connection is, when an
+ * ambient source knows them and this app lets them in; logged like any sign-in. Anything else
+ * (a stranger, a refusal, an app they may not use) is left to the interaction page, which
+ * offers the app's interactive source or says why not, and logs it.
+ */
+export function ambientSignIn(deps: Pick<InteractionDeps, 'ambient' | 'accounts' | 'clients' | 'log'>) {
+  const { ambient, accounts, clients, log } = deps;
+  return async (ctx: KoaContextWithOIDC): Promise<{ accountId: string; source: string } | undefined> => {
+    const clientId = ctx.oidc.client?.clientId ?? '';
+    const client = clients.get(clientId);
+    if (!client) return undefined;
+    for (const source of ambient.filter((s) => accepts(client, s.name))) {
+      let identity: Identity;
+      try {
+        identity = await source.identify(peerOf(ctx.req));
+      } catch (err) {
+        if (err instanceof Refusal) continue;
+        throw err;
+      }
+      const account = await accounts.remember(identity);
+      if (!mayUseClient(account, client)) return undefined;
+      log('info', 'login', { outcome: 'signed-in', source: source.name, client_id: clientId, sub: account.accountId });
+      return { accountId: account.accountId, source: source.name };
+    }
+    return undefined;
+  };
+}
 
 export interface InteractionDeps {
   provider: Provider;
@@ -115,9 +150,8 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       return answer(page(400, 'message', 'Sign-in problem', { heading: 'This sign-in cannot continue', message: 'Go back to the app and start again.' }));
     }
 
-    const accepts = (name: string) => !client.sources || client.sources.includes(name);
     // The client's interactive source: the first configured one it accepts.
-    const shown = interactive.find((s) => accepts(s.name));
+    const shown = interactive.find((s) => accepts(client, s.name));
 
     /** The person is known: let them in if this client allows them, else say why not. */
     const signIn = async (identity: Identity, sourceName: string): Promise<Outcome> => {
@@ -167,7 +201,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     if (!source) {
       const peer = peerOf(ctx.req);
       let refused: { refusal: Refusal; source: string } | undefined;
-      for (const s of ambient.filter((a) => accepts(a.name))) {
+      for (const s of ambient.filter((a) => accepts(client, a.name))) {
         try {
           return answer(await signIn(await s.identify(peer), s.name));
         } catch (err) {
@@ -184,7 +218,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
         `${client.client_id} accepts no configured source`), 'none'));
     }
 
-    if (!accepts(source.name)) return notFound(ctx, pages);
+    if (!accepts(client, source.name)) return notFound(ctx, pages);
 
     const run = async (): Promise<Outcome> => {
       let outcome: StepOutcome;

@@ -22,6 +22,8 @@ export const TTL = {
 
 const SCOPES = ['openid', 'email', 'profile', 'groups'];
 const AMBIENT_SESSION_TTL = 15 * 60;
+/** The extra authorization parameter whose validator is the ambient sign-in hook (see extraParams). */
+const AMBIENT_HOOK = 'guestlist_ambient';
 
 export interface ProviderDeps {
   config: Config;
@@ -34,9 +36,16 @@ export interface ProviderDeps {
   clients: Map<string, ClientConfig>;
   /** Whether this `sub` came from an ambient source: such a session is re-checked on every authorization. */
   isAmbient(sub: string | undefined): boolean;
+  /**
+   * Inside /auth itself: who the connection is, if an ambient source knows them and the app lets
+   * them in (see interactions.ts). Then the code goes back in this same response: no page.
+   */
+  ambientSignIn(ctx: KoaContextWithOIDC): Promise<{ accountId: string; source: string } | undefined>;
 }
 
-export function createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient }: ProviderDeps): Provider {
+export function createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient, ambientSignIn }: ProviderDeps): Provider {
+  // Authorization requests whose person an ambient source verified in this very request.
+  const verifiedNow = new WeakSet<object>();
 
   const configuration: Configuration = {
     adapter: (model: string) => store.adapterFor(model),
@@ -100,6 +109,24 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
       policy: loginPolicy(),
     },
+    // oidc-provider runs extra-parameter validators after it has loaded the session and before it
+    // loads the account and decides whether to prompt: the one place where an ambient identity can
+    // sign the session in and let /auth answer with the code itself (and prompt=none succeed).
+    // The parameter itself means nothing; a client that sends it changes nothing.
+    extraParams: {
+      [AMBIENT_HOOK]: async (ctx: KoaContextWithOIDC) => {
+        if (ctx.oidc.route !== 'authorization') return;
+        const session = ctx.oidc.session!;
+        // Someone signed in by Plex (or anyone else) stays who they are: the usual prompts decide.
+        if (session.accountId && !isAmbient(session.accountId)) return;
+        const who = await ambientSignIn(ctx);
+        if (!who) return;
+        // Another person's session in this browser: leave the switch to the interaction, which asks.
+        if (session.accountId && session.accountId !== who.accountId) return;
+        session.loginAccount({ accountId: who.accountId, amr: [who.source], transient: true });
+        verifiedNow.add(ctx);
+      },
+    },
     async findAccount(_ctx, sub) {
       const account = await accounts.find(sub);
       if (!account) return undefined;
@@ -147,7 +174,7 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
     const policy = base();
     policy.get('login')!.checks.add(new Check('identity_recheck', 'the identity must be verified again for this client', async (ctx: KoaContextWithOIDC) => {
       const { oidc } = ctx;
-      if (oidc.result?.login || !oidc.session?.accountId) return Check.NO_NEED_TO_PROMPT;
+      if (oidc.result?.login || !oidc.session?.accountId || verifiedNow.has(ctx)) return Check.NO_NEED_TO_PROMPT;
       const account = await accounts.find(oidc.session.accountId);
       const client = clients.get(oidc.client!.clientId);
       if (!account || !client || !mayUseClient(account, client) || isAmbient(account.accountId)) {

@@ -14,7 +14,7 @@ import { pendingSignIns } from './http/pending-sign-ins.ts';
 import { rateLimits } from './http/rate-limits.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { staticFiles } from './http/static-files.ts';
-import { interactionRoutes, rememberApp } from './interactions.ts';
+import { ambientSignIn, interactionRoutes, rememberApp } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
 import { checkClients, createProvider, TTL } from './provider.ts';
@@ -81,7 +81,9 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   });
   preloadViews(views);
   const clients = new Map(config.clients.map((c) => [c.client_id, c]));
-  const provider = createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient });
+  const provider = createProvider({
+    config, keys, store, accounts, log, pages, clients, isAmbient, ambientSignIn: ambientSignIn({ ambient, accounts, clients, log }),
+  });
   await checkClients(provider, config);
 
   provider.use(errorPages(log, pages));

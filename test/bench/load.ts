@@ -69,9 +69,12 @@ async function login(): Promise<{ total: number; token: number }> {
     if (r.status !== 303 || !r.location) throw new Error(`GET ${p.split('?')[0]}: HTTP ${r.status} ${r.body.slice(0, 120)}`);
     return r.location;
   };
-  const toInteraction = await hop(path);
-  const toResume = await hop(local(toInteraction));
-  const toApp = await hop(local(toResume));
+  // One hop for a zero-click sign-in (/auth answers with the code); follow any more there are.
+  let toApp = await hop(path);
+  for (let hops = 1; !toApp.startsWith(redirectUri); hops++) {
+    if (hops > 3) throw new Error(`still not back at the app after ${hops} hops: ${toApp}`);
+    toApp = await hop(local(toApp));
+  }
   const code = new URL(toApp).searchParams.get('code');
   if (!code) throw new Error(`no code in ${toApp}`);
   const t0 = performance.now();

@@ -16,7 +16,9 @@ describe('a restart in the middle of a login', () => {
 
   async function startLogin() {
     const config = await discover(env, HEADSCALE);
-    const url = client.buildAuthorizationUrl(config, { redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid', state: 's' });
+    // prompt=login: through the sign-in page even for a tailnet person, whom /auth would otherwise
+    // sign in by itself in one hop, leaving no moment in between for a restart.
+    const url = client.buildAuthorizationUrl(config, { redirect_uri: HEADSCALE.redirect_uris[0]!, scope: 'openid', state: 's', prompt: 'login' });
     const browser = new Browser(env, ALICE);
     const first = await browser.get(url);
     assert.equal(first.status, 303);

@@ -53,7 +53,7 @@ describe('networks, not addresses', () => {
   });
 
   test('rotating addresses inside one IPv6 /64 gains nothing against the rate limit', async () => {
-    const env = await startTestEnv({ rate_limits: { interaction: 3 }, client_ip_header: 'Fly-Client-IP' });
+    const env = await startTestEnv({ rate_limits: { authorize: 3 }, client_ip_header: 'Fly-Client-IP' });
     try {
       const statuses = [];
       for (let i = 1; i <= 4; i++) statuses.push((await login(env, { browser: new Browser(env, ALICE, { 'fly-client-ip': `2001:db8:aa:bb::${i}` }) })).walk.status);

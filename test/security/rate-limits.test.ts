@@ -6,11 +6,11 @@ import { Browser, HEADSCALE, login, startTestEnv, type TestEnv } from '../helper
 describe('per-client-IP rate limits', () => {
   let env: TestEnv;
   before(async () => {
-    env = await startTestEnv({ rate_limits: { interaction: 3, token: 0 }, client_ip_header: 'Fly-Client-IP' });
+    env = await startTestEnv({ rate_limits: { authorize: 3, token: 0 }, client_ip_header: 'Fly-Client-IP' });
   });
   after(() => env.close());
 
-  test('the sign-in pages answer 429 with Retry-After past the limit, per client IP', async () => {
+  test('authorization requests answer 429 with Retry-After past the limit, per client IP', async () => {
     const from = (ip: string) => {
       const b = new Browser(env, ALICE);
       const walk = b.walk.bind(b);
@@ -24,6 +24,20 @@ describe('per-client-IP rate limits', () => {
     assert.match(limited.walk.body, /Too many sign-in attempts/);
     // Another client, behind the same proxy, is not held back.
     assert.ok((await login(env, { browser: from('198.51.100.7') })).walk.redirectedTo);
+  });
+
+  test('the sign-in pages (where a stranger lands) answer 429 past their own limit', async () => {
+    const pagesEnv = await startTestEnv({ rate_limits: { interaction: 2 }, client_ip_header: 'Fly-Client-IP' });
+    try {
+      const stranger = () => login(pagesEnv, { browser: new Browser(pagesEnv, null, { 'fly-client-ip': '203.0.113.2' }) });
+      assert.equal((await stranger()).walk.status, 403);
+      assert.equal((await stranger()).walk.status, 403);
+      const limited = await stranger();
+      assert.equal(limited.walk.status, 429);
+      assert.match(limited.walk.body, /Too many sign-in attempts/);
+    } finally {
+      await pagesEnv.close();
+    }
   });
 
   test('the token endpoint answers 429 with Retry-After past the limit', async () => {
@@ -46,7 +60,7 @@ describe('per-client-IP rate limits', () => {
   });
 
   test('without client_ip_header, a spoofed Fly-Client-IP does not dodge the limit', async () => {
-    const plain = await startTestEnv({ rate_limits: { interaction: 1, token: 0 } });
+    const plain = await startTestEnv({ rate_limits: { authorize: 1, token: 0 } });
     try {
       const spoof = (ip: string) => {
         const b = new Browser(plain, ALICE);
