@@ -124,6 +124,9 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
         // Another person's session in this browser: leave the switch to the interaction, which asks.
         if (session.accountId && session.accountId !== who.accountId) return;
         session.loginAccount({ accountId: who.accountId, amr: [who.source], transient: true });
+        // As oidc-provider does when a sign-in resumes: a session that existed before this
+        // sign-in gets a new id, so a session id planted in the browser never becomes signed in.
+        if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier();
         verifiedNow.add(ctx);
       },
     },

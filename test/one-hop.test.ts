@@ -76,6 +76,17 @@ describe('zero-click in one hop', () => {
     assert.match(walk.body, /id="plex-sign-in"/);
   });
 
+  test('a session that existed before a one-hop sign-in gets a new id (no session fixation)', async () => {
+    const browser = new Browser(env, ALICE);
+    assert.ok((await login(env, { browser })).tokens);
+    const first = browser.cookie('_session');
+    assert.ok(first);
+    assert.ok((await login(env, { browser })).tokens);
+    const second = browser.cookie('_session');
+    assert.ok(second);
+    assert.notEqual(second, first);
+  });
+
   test('a parameter named like the hook changes nothing', async () => {
     const { walk } = await authorize(env, HEADSCALE, new Browser(env, null), { guestlist_ambient: 'alice@example.com' });
     assert.equal(walk.redirectedTo, undefined);
