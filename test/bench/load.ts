@@ -59,7 +59,7 @@ function authorizePath(): { path: string; verifier: string } {
 const local = (location: string) => { const u = new URL(location, base); return `${u.pathname}${u.search}`; };
 const basic = `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`;
 
-async function login(): Promise<{ total: number; token: number }> {
+async function login(): Promise<{ total: number; token: number; hops: number }> {
   const start = performance.now();
   const { path, verifier } = authorizePath();
   const jar: string[] = [];
@@ -70,8 +70,10 @@ async function login(): Promise<{ total: number; token: number }> {
     return r.location;
   };
   // One hop for a zero-click sign-in (/auth answers with the code); follow any more there are.
+  // `hops` counts the browser's requests to guestlist before the redirect to the app.
   let toApp = await hop(path);
-  for (let hops = 1; !toApp.startsWith(redirectUri); hops++) {
+  let hops = 1;
+  for (; !toApp.startsWith(redirectUri); hops++) {
     if (hops > 3) throw new Error(`still not back at the app after ${hops} hops: ${toApp}`);
     toApp = await hop(local(toApp));
   }
@@ -82,19 +84,20 @@ async function login(): Promise<{ total: number; token: number }> {
     new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier }).toString());
   const end = performance.now();
   if (r.status !== 200 || !r.body.includes('id_token')) throw new Error(`POST /token: HTTP ${r.status} ${r.body.slice(0, 120)}`);
-  return { total: end - start, token: end - t0 };
+  return { total: end - start, token: end - t0, hops };
 }
 
-async function flood(): Promise<{ total: number; token: number }> {
+async function flood(): Promise<{ total: number; token: number; hops: number }> {
   const start = performance.now();
   const r = await send('GET', authorizePath().path, {});
   if (r.status !== 303) throw new Error(`flood GET /auth: HTTP ${r.status}`);
-  return { total: performance.now() - start, token: 0 };
+  return { total: performance.now() - start, token: 0, hops: 1 };
 }
 
 const one = mode === 'flood' ? flood : login;
 const totals: number[] = [];
 const tokens: number[] = [];
+const hops: number[] = [];
 let errors = 0;
 let firstError = '';
 let next = 0;
@@ -106,6 +109,7 @@ await Promise.all(Array.from({ length: concurrency }, async () => {
       const t = await one();
       totals.push(t.total);
       tokens.push(t.token);
+      hops.push(t.hops);
     } catch (err) {
       errors++;
       firstError ||= (err as Error).message;
@@ -123,4 +127,5 @@ process.stdout.write(`${JSON.stringify({
   mode, count, concurrency, errors, firstError, seconds,
   rate: totals.length / seconds,
   p50: pct(totals, 50), p99: pct(totals, 99), tokenP50: pct(tokens, 50), tokenP99: pct(tokens, 99),
+  hopsMean: hops.reduce((a, b) => a + b, 0) / hops.length, hopsMax: Math.max(...hops),
 })}\n`);

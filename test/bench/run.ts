@@ -74,7 +74,7 @@ async function idleRss(pid: number): Promise<number> {
   return rssKb(pid);
 }
 
-interface LoadResult { count: number; errors: number; firstError: string; seconds: number; rate: number; p50: number; p99: number; tokenP50: number; tokenP99: number }
+interface LoadResult { count: number; errors: number; firstError: string; seconds: number; rate: number; p50: number; p99: number; tokenP50: number; tokenP99: number; hopsMean: number; hopsMax: number }
 
 async function load(mode: 'logins' | 'flood', count: number, concurrency: number, env: Record<string, string>, watchPid?: number) {
   let peak = 0;
@@ -122,14 +122,17 @@ async function main() {
   console.error('reference: RS256 signatures with jose ...');
   const sig = await rs256();
 
-  console.error('reference: a bare node:http hello world ...');
-  const hello = join(dir, 'hello.mjs');
-  await writeFile(hello, "import { createServer } from 'node:http';\ncreateServer((q, s) => s.end('ok')).listen(Number(process.env.PORT), '127.0.0.1');\n");
+  // The smallest Node server there is: `node -e` with a CommonJS node:http hello world and no
+  // flags (an ES module file costs about 8 MB and 60 ms more, and would flatter every ratio). Its
+  // start is timed to its first 200, which is also the one request it serves before its idle RSS
+  // is taken, 10 s after that request.
+  console.error('reference: node -e with a CommonJS node:http hello world ...');
+  const hello = ['-e', "require('node:http').createServer((q, s) => s.end('ok')).listen(+process.env.PORT, '127.0.0.1')"];
   const helloStarts: number[] = [];
   let helloIdle = 0;
   for (let i = 0; i < STARTS; i++) {
     const port = await freePort();
-    const { proc, ms } = await startTimed([hello], port, '/', { PORT: String(port) });
+    const { proc, ms } = await startTimed(hello, port, '/', { PORT: String(port) });
     helloStarts.push(ms);
     if (i === 0) helloIdle = await idleRss(proc.pid!);
     await stop(proc);
@@ -207,30 +210,34 @@ async function main() {
   // libuv's pool), against jose's CPU time for one RS256 JWT signature; wall time at concurrency 1
   // would also count the load generator and fake tailscaled, which share this machine.
   const loginCpuMs = burst.serverCpuMsPerOp;
+  // The targets are issue 14's (the first six rows' figures); the rest are the project's own.
+  const x = (r: number, d = 2) => `${r.toFixed(d)}x`;
+  const hops = burst.hopsMax === burst.hopsMean ? String(burst.hopsMax) : `${burst.hopsMean.toFixed(2)} (max ${burst.hopsMax})`;
   const rows: [string, string, string, string][] = [
-    ['idle RSS after start and one login', `${mb(idle).toFixed(1)} MB`, `hello world ${mb(helloIdle).toFixed(1)} MB`, `${(idle / helloIdle).toFixed(2)}x (target <= 1.2x)`],
-    [`peak RSS, ${LOGINS} logins at 50 concurrent`, `${mb(burst.peakKb).toFixed(1)} MB`, `hello world ${mb(helloIdle).toFixed(1)} MB`, `${(burst.peakKb / helloIdle).toFixed(2)}x (target <= 2x)`],
-    ['idle RSS after the burst', `${mb(afterBurst).toFixed(1)} MB`, `first idle ${mb(idle).toFixed(1)} MB`, `+${mb(afterBurst - idle).toFixed(1)} MB (target <= 15 MB)`],
-    [`flood: ${FLOOD} unfinished authorizations`, `${mb(afterFlood).toFixed(1)} MB (peak ${mb(flood.peakKb).toFixed(1)})`, `before ${mb(beforeFlood).toFixed(1)} MB`, `+${mb(afterFlood - beforeFlood).toFixed(1)} MB (target <= 20 MB)`],
+    ['server CPU per zero-click login (in the burst)', `${loginCpuMs.toFixed(2)} ms`, `RS256 JWT sign ${sig.cpuMs.toFixed(2)} ms CPU (${sig.perSecond.toFixed(0)}/s)`, `${x(loginCpuMs / sig.cpuMs, 1)} (target <= 6x)`],
+    [`complete logins/s at concurrency 50 (${LOGINS} logins)`, burst.rate.toFixed(0), '', 'target >= 400'],
+    ['browser round trips to guestlist per zero-click login', hops, '', 'target 1'],
+    ['idle RSS after start and one login', `${mb(idle).toFixed(1)} MB`, `hello world ${mb(helloIdle).toFixed(1)} MB`, `${x(idle / helloIdle)} (target <= 1.25x)`],
+    ['idle RSS after the burst', `${mb(afterBurst).toFixed(1)} MB`, `first idle ${mb(idle).toFixed(1)} MB`, `${afterBurst >= idle ? '+' : ''}${mb(afterBurst - idle).toFixed(1)} MB (target <= +15 MB)`],
+    [`cold start to first discovery 200: restart (median of ${STARTS})`, `${median(starts).toFixed(0)} ms`, `hello world ${median(helloStarts).toFixed(0)} ms`, `${x(median(starts) / median(helloStarts))} (target <= 2.0x)`],
+    [`cold start to first discovery 200: fresh container (median of ${STARTS})`, `${median(freshStarts).toFixed(0)} ms`, `hello world ${median(helloStarts).toFixed(0)} ms`, `${x(median(freshStarts) / median(helloStarts))} (target <= 2.0x)`],
+    [`cold start to first discovery 200: fresh container, no shipped cache (median of ${STARTS})`, `${median(uncachedStarts).toFixed(0)} ms`, `with it ${median(freshStarts).toFixed(0)} ms`, x(median(uncachedStarts) / median(freshStarts))],
+    [`peak RSS, ${LOGINS} logins at 50 concurrent`, `${mb(burst.peakKb).toFixed(1)} MB`, `hello world ${mb(helloIdle).toFixed(1)} MB`, `${x(burst.peakKb / helloIdle)} (target <= 2x)`],
+    [`flood: ${FLOOD} unfinished authorizations`, `${mb(afterFlood).toFixed(1)} MB (peak ${mb(flood.peakKb).toFixed(1)})`, `before ${mb(beforeFlood).toFixed(1)} MB`, `${afterFlood >= beforeFlood ? '+' : ''}${mb(afterFlood - beforeFlood).toFixed(1)} MB (target <= +20 MB)`],
     ['logins/s at concurrency 1', serial.rate.toFixed(0), '', `p50 ${serial.p50.toFixed(1)} ms, p99 ${serial.p99.toFixed(1)} ms`],
-    ['logins/s at concurrency 50', burst.rate.toFixed(0), '', `target >= 400`],
     ['whole login at concurrency 50', `p50 ${burst.p50.toFixed(1)} ms`, '', `p99 ${burst.p99.toFixed(1)} ms (target < 40 ms)`],
     ['token request at concurrency 50', `p50 ${burst.tokenP50.toFixed(1)} ms`, '', `p99 ${burst.tokenP99.toFixed(1)} ms`],
-    ['server CPU per login (in the burst)', `${loginCpuMs.toFixed(2)} ms`, `RS256 JWT sign ${sig.cpuMs.toFixed(2)} ms CPU (${sig.perSecond.toFixed(0)}/s)`, `${(loginCpuMs / sig.cpuMs).toFixed(1)}x (target <= 5x)`],
-    [`cold start to first discovery 200: restart (median of ${STARTS})`, `${median(starts).toFixed(0)} ms`, `hello world ${median(helloStarts).toFixed(0)} ms`, `${(median(starts) / median(helloStarts)).toFixed(2)}x (target <= 2.5x)`],
-    [`cold start to first discovery 200: fresh container (median of ${STARTS})`, `${median(freshStarts).toFixed(0)} ms`, `hello world ${median(helloStarts).toFixed(0)} ms`, `${(median(freshStarts) / median(helloStarts)).toFixed(2)}x (target <= 2.5x)`],
-    [`cold start to first discovery 200: fresh container, no shipped cache (median of ${STARTS})`, `${median(uncachedStarts).toFixed(0)} ms`, `with it ${median(freshStarts).toFixed(0)} ms`, `${(median(uncachedStarts) / median(freshStarts)).toFixed(2)}x`],
   ];
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['measure', 'guestlist', 'reference', 'ratio'][i]!.length));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  console.log(`guestlist benchmark: Node ${process.versions.node}, ${process.platform}/${process.arch}, ${(await import('node:os')).cpus().length} CPUs, flags: ${SERVER_FLAGS.join(' ') || '(none)'}`);
+  console.log(`guestlist benchmark: Node ${process.versions.node}, ${process.platform}/${process.arch}, ${(await import('node:os')).cpus().length} CPUs, flags: ${SERVER_FLAGS.join(' ') || '(none)'}; hello world: node -e (CommonJS node:http), no flags`);
   console.log(line(['measure', 'guestlist', 'reference', 'ratio']));
   console.log(line(widths.map((w) => '-'.repeat(w))));
   for (const r of rows) console.log(line(r));
   console.log(JSON.stringify({
     node: process.versions.node, flags: SERVER_FLAGS,
     rss_mb: { hello_idle: mb(helloIdle), idle: mb(idle), burst_peak: mb(burst.peakKb), after_burst: mb(afterBurst), before_flood: mb(beforeFlood), after_flood: mb(afterFlood), flood_peak: mb(flood.peakKb) },
-    logins: { serial_rate: serial.rate, serial_p50_ms: serial.p50, serial_p99_ms: serial.p99, burst_rate: burst.rate, burst_p50_ms: burst.p50, burst_p99_ms: burst.p99, token_p50_ms: burst.tokenP50, token_p99_ms: burst.tokenP99 },
+    logins: { round_trips: burst.hopsMean, round_trips_max: burst.hopsMax, serial_rate: serial.rate, serial_p50_ms: serial.p50, serial_p99_ms: serial.p99, burst_rate: burst.rate, burst_p50_ms: burst.p50, burst_p99_ms: burst.p99, token_p50_ms: burst.tokenP50, token_p99_ms: burst.tokenP99 },
     rs256: { per_second: sig.perSecond, cpu_ms: sig.cpuMs, login_cpu_ms: loginCpuMs, login_cost_in_signatures: loginCpuMs / sig.cpuMs },
     cold_start_ms: {
       guestlist: median(starts), hello: median(helloStarts), ratio: median(starts) / median(helloStarts),
