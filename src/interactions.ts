@@ -25,6 +25,13 @@ function accepts(client: ClientConfig, source: string): boolean {
   return !client.sources || client.sources.includes(source);
 }
 
+/** Who an ambient source verified for this /auth; `signedIn` logs it once the session takes them. */
+export interface AmbientSignIn {
+  accountId: string;
+  source: string;
+  signedIn(): void;
+}
+
 /**
  * The one-hop sign-in, inside /auth itself (see provider.ts): who the connection is, when an
  * ambient source knows them and this app lets them in; logged like any sign-in. Anything else
@@ -33,7 +40,7 @@ function accepts(client: ClientConfig, source: string): boolean {
  */
 export function ambientSignIn(deps: Pick<InteractionDeps, 'ambient' | 'accounts' | 'clients' | 'log'>) {
   const { ambient, accounts, clients, log } = deps;
-  return async (ctx: KoaContextWithOIDC): Promise<{ accountId: string; source: string } | undefined> => {
+  return async (ctx: KoaContextWithOIDC): Promise<AmbientSignIn | undefined> => {
     const clientId = ctx.oidc.client?.clientId ?? '';
     const client = clients.get(clientId);
     if (!client) return undefined;
@@ -47,8 +54,12 @@ export function ambientSignIn(deps: Pick<InteractionDeps, 'ambient' | 'accounts'
       }
       const account = await accounts.remember(identity);
       if (!mayUseClient(account, client)) return undefined;
-      log('info', 'login', { outcome: 'signed-in', source: source.name, client_id: clientId, sub: account.accountId });
-      return { accountId: account.accountId, source: source.name };
+      const name = source.name;
+      return {
+        accountId: account.accountId,
+        source: name,
+        signedIn: () => log('info', 'login', { outcome: 'signed-in', source: name, client_id: clientId, sub: account.accountId }),
+      };
     }
     return undefined;
   };

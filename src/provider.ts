@@ -1,5 +1,5 @@
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import { expiredPage } from './interactions.ts';
+import { expiredPage, type AmbientSignIn } from './interactions.ts';
 import { cookieSigner } from './cookie-keys.ts';
 import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
 import type { ClientConfig, Config } from './config.ts';
@@ -40,7 +40,7 @@ export interface ProviderDeps {
    * Inside /auth itself: who the connection is, if an ambient source knows them and the app lets
    * them in (see interactions.ts). Then the code goes back in this same response: no page.
    */
-  ambientSignIn(ctx: KoaContextWithOIDC): Promise<{ accountId: string; source: string } | undefined>;
+  ambientSignIn(ctx: KoaContextWithOIDC): Promise<AmbientSignIn | undefined>;
 }
 
 export function createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient, ambientSignIn }: ProviderDeps): Provider {
@@ -128,6 +128,7 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
         // sign-in gets a new id, so a session id planted in the browser never becomes signed in.
         if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier();
         verifiedNow.add(ctx);
+        who.signedIn();
       },
     },
     async findAccount(_ctx, sub) {
