@@ -1,4 +1,5 @@
 import type { Context, Middleware } from 'koa';
+import { NetworkTally } from '../network-tally.ts';
 import type { ClientNetwork } from './client-network.ts';
 import type { Pages } from './pages.ts';
 
@@ -8,11 +9,6 @@ import type { Pages } from './pages.ts';
 // hold at most `perNetwork` of them at once, and when guestlist holds `max` in all (below what
 // the storage keeps, so nothing is ever evicted) new ones are refused. Both fail closed: the
 // flooder, or at worst a newcomer, is told to wait; a sign-in already under way is never lost.
-
-interface Pending {
-  network: string;
-  expiresAt: number;
-}
 
 const STARTED = /\/interaction\/([A-Za-z0-9_-]{1,64})$/;
 const RESUME = /^\/auth\/([A-Za-z0-9_-]{1,64})$/;
@@ -29,24 +25,8 @@ export interface PendingOptions {
 
 export function pendingSignIns(options: PendingOptions): Middleware {
   const { perNetwork, max, ttlMs, network, pages, stillPending } = options;
-  // Insertion order is expiry order (one TTL for all), so the stale ones are always at the front.
-  const byUid = new Map<string, Pending>();
-  const byNetwork = new Map<string, number>();
-
-  const forget = (uid: string) => {
-    const p = byUid.get(uid);
-    if (!p) return;
-    byUid.delete(uid);
-    const n = (byNetwork.get(p.network) ?? 1) - 1;
-    if (n > 0) byNetwork.set(p.network, n);
-    else byNetwork.delete(p.network);
-  };
-  const prune = (now: number) => {
-    for (const [uid, p] of byUid) {
-      if (p.expiresAt > now) break;
-      forget(uid);
-    }
-  };
+  // By uid; one TTL for all, so insertion order is expiry order.
+  const pending = new NetworkTally<string>();
 
   const refuse = (ctx: Context, status: number, message: string) => {
     ctx.status = status;
@@ -61,27 +41,23 @@ export function pendingSignIns(options: PendingOptions): Middleware {
     const resume = RESUME.exec(ctx.path);
     const starting = ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST');
     if (!starting && !resume) return next();
-    prune(Date.now());
+    pending.prune(Date.now());
     let net: string | undefined;
     if (starting) {
       net = await network(ctx.req);
-      if ((byNetwork.get(net) ?? 0) >= perNetwork) {
+      if (pending.count(net) >= perNetwork) {
         return refuse(ctx, 429, 'Your network has started many sign-ins that have not finished yet. Finish or close them, or wait a few minutes, and try again.');
       }
-      if (byUid.size >= max) {
+      if (pending.size >= max) {
         return refuse(ctx, 503, 'guestlist has too many sign-ins in progress right now. Try again in a few minutes.');
       }
     }
     await next();
     // Forgotten only once it is really gone: a resume without the sign-in's cookie fails and leaves
     // it in the store, and must not free a place for another.
-    if (resume && byUid.has(resume[1]!) && !(await stillPending(resume[1]!))) forget(resume[1]!);
+    if (resume && pending.has(resume[1]!) && !(await stillPending(resume[1]!))) pending.delete(resume[1]!);
     // oidc-provider sends the browser to /interaction/<uid> when it has made a pending sign-in.
     const uid = ctx.status >= 300 && ctx.status < 400 ? STARTED.exec(ctx.response.get('Location').split('?')[0]!)?.[1] : undefined;
-    if (uid && !byUid.has(uid)) {
-      net ??= await network(ctx.req);
-      byUid.set(uid, { network: net, expiresAt: Date.now() + ttlMs });
-      byNetwork.set(net, (byNetwork.get(net) ?? 0) + 1);
-    }
+    if (uid && !pending.has(uid)) pending.add(uid, net ?? await network(ctx.req), Date.now() + ttlMs);
   };
 }

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { accountFor, type Account, type AccountStore } from '../accounts.ts';
+import { NetworkTally } from '../network-tally.ts';
 import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinLimits, type PinToBind } from '../sources/plex/pins.ts';
 import { entryTtlMs, GRANT_BOUND } from './models.ts';
 import type { RateCounter, Store, StoreOptions } from './store.ts';
@@ -151,34 +152,21 @@ function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number
 }
 
 function createPinBindings(limits: PinLimits): PinBindings {
-  // Bound PINs in bind order. Lifetimes differ a little (15 or 30 minutes), so a stale entry may
-  // wait behind a live one before it is dropped: that only ever refuses early, never forgets early.
-  const everBound = new Map<number, { network: string; until: number }>();
-  const perNetwork = new Map<string, number>();
+  // Bound PINs, by id, until Plex can no longer approve them (lifetimes differ a little: 15 or 30 minutes).
+  const everBound = new NetworkTally<number>();
   // Never larger than everBound, so its LRU bound never evicts.
   const byInteraction = new LRUCache<string, PinToBind>({ max: limits.max });
   const finishing = new LRUCache<string, true>({ max: limits.max, ttl: FINISH_CLAIM_MS });
 
-  const prune = (now: number) => {
-    for (const [id, entry] of everBound) {
-      if (entry.until > now) break;
-      everBound.delete(id);
-      const n = (perNetwork.get(entry.network) ?? 1) - 1;
-      if (n > 0) perNetwork.set(entry.network, n);
-      else perNetwork.delete(entry.network);
-    }
-  };
-
   return {
     async bind(uid, pin, network) {
       const now = Date.now();
-      prune(now);
+      everBound.prune(now);
       if (everBound.has(pin.id)) return 'taken';
-      if ((perNetwork.get(network) ?? 0) >= limits.perNetwork) return 'network-full';
+      if (everBound.count(network) >= limits.perNetwork) return 'network-full';
       if (everBound.size >= limits.max) return 'full';
       const ttl = pinRetentionMs(pin.expiresAt, now);
-      everBound.set(pin.id, { network, until: now + ttl });
-      perNetwork.set(network, (perNetwork.get(network) ?? 0) + 1);
+      everBound.add(pin.id, network, now + ttl);
       byInteraction.set(uid, pin, { ttl });
       return 'bound';
     },
