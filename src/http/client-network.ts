@@ -50,7 +50,7 @@ export type ClientNetwork = (req: IncomingMessage) => Promise<string>;
  * TCP peer; a loopback peer is asked of the ambient sources, which may know who is behind it.
  */
 export function clientNetwork(clientIpHeader: string | undefined, ambient: AmbientSource[]): ClientNetwork {
-  return async (req) => {
+  const find = async (req: IncomingMessage): Promise<string> => {
     if (clientIpHeader) {
       const value = String(req.headers[clientIpHeader.toLowerCase()] ?? '').split(',')[0]!.trim();
       if (isIP(value)) return networkOf(value);
@@ -61,5 +61,15 @@ export function clientNetwork(clientIpHeader: string | undefined, ambient: Ambie
       if (key) return isIP(key) ? networkOf(key) : key;
     }
     return networkOf(peer.address || 'unknown');
+  };
+  // Asked by the rate limits, the pending sign-ins and a source's steps for one request: found once.
+  const known = new WeakMap<IncomingMessage, Promise<string>>();
+  return (req) => {
+    let network = known.get(req);
+    if (!network) {
+      network = find(req);
+      known.set(req, network);
+    }
+    return network;
   };
 }
