@@ -2,7 +2,7 @@ import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
-import { mayUseClient, type AccountStore } from './accounts.ts';
+import { mayUseClient, type Account, type AccountStore } from './accounts.ts';
 import { peerOf, type ClientNetwork } from './http/client-network.ts';
 import type { ClientConfig } from './config.ts';
 import type { Logger } from './log.ts';
@@ -25,6 +25,21 @@ function accepts(client: ClientConfig, source: string): boolean {
   return !client.sources || client.sources.includes(source);
 }
 
+/** The person is known: remember them, and let them into this client only if it allows them. */
+async function admit(accounts: AccountStore, identity: Identity, client: ClientConfig): Promise<Account> {
+  const account = await accounts.remember(identity);
+  if (!mayUseClient(account, client)) {
+    throw new Refusal('not-allowed', 'You are not on the guest list',
+      `You are signed in as ${identity.login}, but that account is not allowed into ${client.name}. Ask whoever runs it to add you.`,
+      `${account.accountId} is in none of ${client.client_id}'s allowed_groups or sources`);
+  }
+  return account;
+}
+
+function logSignedIn(log: Logger, source: string, clientId: string, sub: string): void {
+  log('info', 'login', { outcome: 'signed-in', source, client_id: clientId, sub });
+}
+
 /** Who an ambient source verified for this /auth; `signedIn` logs it once the session takes them. */
 export interface AmbientSignIn {
   accountId: string;
@@ -45,21 +60,16 @@ export function ambientSignIn(deps: Pick<InteractionDeps, 'ambient' | 'accounts'
     const client = clients.get(clientId);
     if (!client) return undefined;
     for (const source of ambient.filter((s) => accepts(client, s.name))) {
-      let identity: Identity;
+      let account: Account;
       try {
-        identity = await source.identify(peerOf(ctx.req));
+        account = await admit(accounts, await source.identify(peerOf(ctx.req)), client);
       } catch (err) {
-        if (err instanceof Refusal) continue;
-        throw err;
+        if (!(err instanceof Refusal)) throw err;
+        if (err.reason === 'not-allowed') return undefined;
+        continue;
       }
-      const account = await accounts.remember(identity);
-      if (!mayUseClient(account, client)) return undefined;
       const name = source.name;
-      return {
-        accountId: account.accountId,
-        source: name,
-        signedIn: () => log('info', 'login', { outcome: 'signed-in', source: name, client_id: clientId, sub: account.accountId }),
-      };
+      return { accountId: account.accountId, source: name, signedIn: () => logSignedIn(log, name, clientId, account.accountId) };
     }
     return undefined;
   };
@@ -166,13 +176,8 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
 
     /** The person is known: let them in if this client allows them, else say why not. */
     const signIn = async (identity: Identity, sourceName: string): Promise<Outcome> => {
-      const account = await accounts.remember(identity);
-      if (!mayUseClient(account, client)) {
-        throw new Refusal('not-allowed', 'You are not on the guest list',
-          `You are signed in as ${identity.login}, but that account is not allowed into ${client.name}. Ask whoever runs it to add you.`,
-          `${account.accountId} is in none of ${client.client_id}'s allowed_groups or sources`);
-      }
-      log('info', 'login', { outcome: 'signed-in', source: sourceName, client_id: clientId, sub: account.accountId });
+      const account = await admit(accounts, identity, client);
+      logSignedIn(log, sourceName, clientId, account.accountId);
       return finish({ login: { accountId: account.accountId, amr: [sourceName], remember: false } }, false);
     };
 
