@@ -24,10 +24,8 @@ import { openStore, type Store } from './storage/store.ts';
 
 export interface ServerOptions {
   log?: Logger;
-  /** How long to wait for tailscaled before failing closed. */
-  whoisTimeoutMs?: number;
-  /** How long to wait for each plex.tv call before failing closed. */
-  plexTimeoutMs?: number;
+  /** How long to wait for each source's upstream (tailscaled, plex.tv, ...) before failing closed, by source name. */
+  sourceTimeoutsMs?: Partial<Record<string, number>>;
   /** How long a client may take to send its request headers (tests shorten it). */
   headersTimeoutMs?: number;
   /** Where GUESTLIST_SIGNING_KEYS / GUESTLIST_COOKIE_SECRETS are read from (process.env). */
@@ -62,7 +60,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   const unsafe = sourceProblems(config);
   if (unsafe.length > 0) throw new ConfigError('config', unsafe);
   const log = options.log ?? createLogger();
-  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'expired-app']);
+  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'expired-app', 'sign-in']);
   const pages = createPages(config.branding);
   const keys = await loadOrCreateKeys(config.data_dir, {
     onCreate: (file) => log('info', 'created a new secret file', { file }),
@@ -72,12 +70,11 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   // In memory by default; in Redis when several instances must share logins in flight.
   const store = await openStore(config, TTL.Session, log);
   onFailure(() => store.close());
-  const { accounts, pins } = store;
+  const { accounts, bindings } = store;
 
   const { ambient, interactive, views, isAmbient } = createSources(config, {
-    issuer: config.issuer, version: VERSION, pins,
-    ...(options.whoisTimeoutMs ? { whoisTimeoutMs: options.whoisTimeoutMs } : {}),
-    ...(options.plexTimeoutMs ? { plexTimeoutMs: options.plexTimeoutMs } : {}),
+    issuer: config.issuer, version: VERSION, bindings,
+    ...(options.sourceTimeoutsMs ? { timeoutsMs: options.sourceTimeoutsMs } : {}),
   });
   preloadViews(views);
   const clients = new Map(config.clients.map((c) => [c.client_id, c]));

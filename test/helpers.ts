@@ -116,8 +116,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
   }
   const startOne = (c: Config) => startServer(c, {
     log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
-    whoisTimeoutMs: options.whoisTimeoutMs ?? 1000,
-    plexTimeoutMs: options.plexTimeoutMs ?? 1000,
+    sourceTimeoutsMs: { tailscale: options.whoisTimeoutMs ?? 1000, plex: options.plexTimeoutMs ?? 1000 },
     ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     env: {},
   });

@@ -47,7 +47,7 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
       await mkdir(dataDir);
       await cp(join(dir, 'seed'), dataDir, { recursive: true });
       servers.push(await startServer({ ...base, data_dir: dataDir, listen: { host: '127.0.0.1', port } }, {
-        log: (level, msg, fields) => logs.push({ level, msg, ...fields }), whoisTimeoutMs: 1000, plexTimeoutMs: 1000, env: {},
+        log: (level, msg, fields) => logs.push({ level, msg, ...fields }), sourceTimeoutsMs: { tailscale: 1000, plex: 1000 }, env: {},
       }));
     }
     config = base;

@@ -1,7 +1,7 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { errors } from 'oidc-provider';
-import { PIN_BINDS_PER_NETWORK } from '../src/sources/plex/pins.ts';
+import { BINDS_PER_NETWORK, scopedBindings } from '../src/sources/sign-in-bindings.ts';
 import type { Identity } from '../src/sources/source.ts';
 import { createMemoryStore } from '../src/storage/memory.ts';
 import { openRedisStore } from '../src/storage/redis.ts';
@@ -103,59 +103,76 @@ function conformance(open: Open) {
     });
   });
 
-  describe('Plex PIN bindings', () => {
+  describe('sign-in bindings (Plex PINs, Jellyfin Quick Connect requests)', () => {
     const later = () => Date.now() + 60_000;
 
-    test('a PIN binds once; a full memory, for a network or for all, refuses new binds rather than forgetting old ones', async () => {
-      const { pins } = await store({ pinLimits: { perNetwork: 2, max: 3 } });
+    test('a reference binds once; a full memory, for a network or for all, refuses new binds rather than forgetting old ones', async () => {
+      const { bindings } = await store({ bindingLimits: { perNetwork: 2, max: 3 } });
       const expiresAt = later();
-      assert.equal(await pins.bind('a', { id: 1, expiresAt }, 'net-1'), 'bound');
-      assert.equal(await pins.bind('b', { id: 2, expiresAt }, 'net-1'), 'bound');
-      assert.equal(await pins.bind('c', { id: 3, expiresAt }, 'net-1'), 'network-full');
-      assert.equal(await pins.bind('c', { id: 3, expiresAt }, 'net-2'), 'bound');
-      assert.equal(await pins.bind('d', { id: 4, expiresAt }, 'net-3'), 'full');
-      assert.equal(await pins.bind('e', { id: 1, expiresAt }, 'net-4'), 'taken');
+      assert.equal(await bindings.bind('a', { ref: '1', expiresAt }, 'net-1'), 'bound');
+      assert.equal(await bindings.bind('b', { ref: '2', expiresAt }, 'net-1'), 'bound');
+      assert.equal(await bindings.bind('c', { ref: '3', expiresAt }, 'net-1'), 'network-full');
+      assert.equal(await bindings.bind('c', { ref: '3', expiresAt }, 'net-2'), 'bound');
+      assert.equal(await bindings.bind('d', { ref: '4', expiresAt }, 'net-3'), 'full');
+      assert.equal(await bindings.bind('e', { ref: '1', expiresAt }, 'net-4'), 'taken');
     });
 
-    test('of two binds racing for one PIN, one binds it and the other finds it taken', async () => {
-      const { pins } = await store();
-      const pin = { id: 7, expiresAt: later() };
-      const results = await Promise.all([pins.bind('a', pin, 'net-1'), pins.bind('b', pin, 'net-2')]);
+    test('of two binds racing for one reference, one binds it and the other finds it taken', async () => {
+      const { bindings } = await store();
+      const binding = { ref: '7', expiresAt: later() };
+      const results = await Promise.all([bindings.bind('a', binding, 'net-1'), bindings.bind('b', binding, 'net-2')]);
       assert.deepEqual(results.sort(), ['bound', 'taken']);
     });
 
-    test(`by default one network may bind ${PIN_BINDS_PER_NETWORK} live PINs`, async () => {
-      const { pins } = await store();
+    test(`by default one network may hold ${BINDS_PER_NETWORK} live bindings`, async () => {
+      const { bindings } = await store();
       const expiresAt = later();
-      for (let id = 1; id <= PIN_BINDS_PER_NETWORK; id++) assert.equal(await pins.bind(`i${id}`, { id, expiresAt }, 'net-1'), 'bound');
-      assert.equal(await pins.bind('one-more', { id: 1000, expiresAt }, 'net-1'), 'network-full');
-      assert.equal(await pins.bind('one-more', { id: 1000, expiresAt }, 'net-2'), 'bound');
+      for (let id = 1; id <= BINDS_PER_NETWORK; id++) assert.equal(await bindings.bind(`i${id}`, { ref: String(id), expiresAt }, 'net-1'), 'bound');
+      assert.equal(await bindings.bind('one-more', { ref: '1000', expiresAt }, 'net-1'), 'network-full');
+      assert.equal(await bindings.bind('one-more', { ref: '1000', expiresAt }, 'net-2'), 'bound');
     });
 
-    test('one finish claims the PIN; the others are told it is finishing until it is restored or settled', async () => {
-      const { pins } = await store();
-      const pin = { id: 1, expiresAt: later() };
-      assert.equal(await pins.claim('a'), undefined);
-      assert.equal(await pins.bind('a', pin, 'net-1'), 'bound');
-      assert.deepEqual(await pins.claim('a'), pin);
-      assert.equal(await pins.claim('a'), 'finishing');
-      await pins.restore('a', pin);
-      assert.deepEqual(await pins.claim('a'), pin);
-      await pins.settle('a');
-      assert.equal(await pins.claim('a'), undefined);
-      // Two finishes at once (a double click): one gets the PIN.
-      assert.equal(await pins.bind('b', { ...pin, id: 2 }, 'net-1'), 'bound');
-      const claims = await Promise.all([pins.claim('b'), pins.claim('b')]);
+    test('one finish claims the binding; the others are told it is finishing until it is restored or settled', async () => {
+      const { bindings } = await store();
+      const binding = { ref: '1', expiresAt: later(), data: '{"code":"123456"}' };
+      assert.equal(await bindings.claim('a'), undefined);
+      assert.equal(await bindings.peek('a'), undefined);
+      assert.equal(await bindings.bind('a', binding, 'net-1'), 'bound');
+      assert.deepEqual(await bindings.peek('a'), binding);
+      assert.deepEqual(await bindings.peek('a'), binding, 'peeking leaves it bound');
+      assert.deepEqual(await bindings.claim('a'), binding);
+      assert.equal(await bindings.claim('a'), 'finishing');
+      assert.equal(await bindings.peek('a'), 'finishing');
+      await bindings.restore('a', binding);
+      assert.deepEqual(await bindings.claim('a'), binding);
+      await bindings.settle('a');
+      assert.equal(await bindings.claim('a'), undefined);
+      assert.equal(await bindings.peek('a'), undefined);
+      // Two finishes at once (a double click): one gets the binding.
+      assert.equal(await bindings.bind('b', { ...binding, ref: '2' }, 'net-1'), 'bound');
+      const claims = await Promise.all([bindings.claim('b'), bindings.claim('b')]);
       assert.deepEqual(claims.filter((c) => c === 'finishing'), ['finishing']);
     });
 
-    test('a PIN is forgotten once Plex can no longer approve it', async () => {
-      const { pins } = await store({ pinLimits: { perNetwork: 1, max: 10 } });
-      assert.equal(await pins.bind('a', { id: 1, expiresAt: Date.now() + 1000 }, 'net'), 'bound');
-      assert.equal(await pins.bind('b', { id: 2, expiresAt: later() }, 'net'), 'network-full');
+    test('a binding is forgotten once the upstream can no longer approve it', async () => {
+      const { bindings } = await store({ bindingLimits: { perNetwork: 1, max: 10 } });
+      assert.equal(await bindings.bind('a', { ref: '1', expiresAt: Date.now() + 1000 }, 'net'), 'bound');
+      assert.equal(await bindings.bind('b', { ref: '2', expiresAt: later() }, 'net'), 'network-full');
       await sleep(1100);
-      assert.equal(await pins.bind('b', { id: 2, expiresAt: later() }, 'net'), 'bound');
-      assert.equal(await pins.claim('a'), undefined);
+      assert.equal(await bindings.bind('b', { ref: '2', expiresAt: later() }, 'net'), 'bound');
+      assert.equal(await bindings.claim('a'), undefined);
+    });
+
+    test('two sources never meet: the same sign-in and the same reference are apart in each', async () => {
+      const { bindings } = await store();
+      const plex = scopedBindings(bindings, 'plex');
+      const jellyfin = scopedBindings(bindings, 'jellyfin');
+      const expiresAt = later();
+      assert.equal(await plex.bind('uid', { ref: '42', expiresAt }, 'net'), 'bound');
+      assert.equal(await jellyfin.bind('uid', { ref: '42', expiresAt }, 'net'), 'bound');
+      assert.deepEqual(await plex.claim('uid'), { ref: '42', expiresAt });
+      assert.deepEqual(await jellyfin.peek('uid'), { ref: '42', expiresAt });
+      assert.equal(await plex.bind('other', { ref: '42', expiresAt }, 'net'), 'taken');
     });
   });
 

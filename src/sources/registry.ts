@@ -5,6 +5,7 @@ import type { Pages } from '../http/pages.ts';
 import { demoRoutes } from './demo/demo.ts';
 import { demoSource } from './demo/demo-source.ts';
 import { plexKind } from './plex/kind.ts';
+import { scopedBindings, type SignInBindings } from './sign-in-bindings.ts';
 import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
 import type { AmbientSource, InteractiveSource } from './source.ts';
 import { tailscaleKind } from './tailscale/kind.ts';
@@ -55,10 +56,23 @@ export interface Sources {
   isAmbient(sub: string | undefined): boolean;
 }
 
+/** What the server hands the sources; each gets its own share of it (SourceDeps). */
+export interface ServerDeps {
+  issuer: string;
+  version: string;
+  bindings: SignInBindings;
+  /** Upstream timeouts by source name (tests shorten them). */
+  timeoutsMs?: Partial<Record<string, number>>;
+}
+
 /** The configured sources, made; the built-in demo puts its sample user behind Tailscale. */
-export function createSources(config: Config, deps: SourceDeps): Sources {
+export function createSources(config: Config, deps: ServerDeps): Sources {
   const configured = SOURCE_KINDS.filter((k) => config[k.name] !== undefined);
-  const made = configured.map((k) => k.create(config[k.name] as never, deps));
+  const depsOf = (name: string): SourceDeps => {
+    const timeoutMs = deps.timeoutsMs?.[name];
+    return { issuer: deps.issuer, version: deps.version, bindings: scopedBindings(deps.bindings, name), ...(timeoutMs ? { timeoutMs } : {}) };
+  };
+  const made = configured.map((k) => k.create(config[k.name] as never, depsOf(k.name)));
   let ambient = made.filter((s): s is AmbientSource => s.kind === 'ambient');
   const interactive = made.filter((s): s is InteractiveSource => s.kind === 'interactive');
   if (config.demo) ambient = [demoSource(ambient.find((s) => s.name === 'tailscale'))];

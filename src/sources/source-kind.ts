@@ -1,4 +1,4 @@
-import type { PinBindings } from './plex/pins.ts';
+import type { SignInBindings } from './sign-in-bindings.ts';
 import type { AmbientSource, InteractiveSource } from './source.ts';
 
 // What a source brings to the registry (sources/registry.ts): its config section, how it is made,
@@ -10,10 +10,10 @@ export type Listen = { host: string; port: number };
 export interface SourceDeps {
   issuer: string;
   version: string;
-  /** The state sources keep in the server's store (in memory or in Redis). */
-  pins: PinBindings;
-  whoisTimeoutMs?: number;
-  plexTimeoutMs?: number;
+  /** This source's own bindings of upstream requests to sign-ins, in the server's store (memory or Redis). */
+  bindings: SignInBindings;
+  /** How long to wait for its upstream (tests shorten it); the source's own default otherwise. */
+  timeoutMs?: number;
 }
 
 export interface SourceKind<N extends string = string, C = unknown> {

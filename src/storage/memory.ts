@@ -2,12 +2,12 @@ import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { accountFor, type Account, type AccountStore } from '../accounts.ts';
 import { NetworkTally } from '../network-tally.ts';
-import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinLimits, type PinToBind } from '../sources/plex/pins.ts';
+import { BINDING_LIMITS, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingLimits, type SignInBindings } from '../sources/sign-in-bindings.ts';
 import { entryTtlMs, GRANT_BOUND } from './models.ts';
 import type { RateCounter, Store, StoreOptions } from './store.ts';
 
 // The default store: everything in this process's memory, gone with it. Every part is bounded,
-// so a flood (of pending logins, of addresses, of PIN binds) can neither grow memory without
+// so a flood (of pending logins, of addresses, of sign-in bindings) can neither grow memory without
 // bound nor push out what people who are signing in need. Entries expire by their own TTL.
 
 export interface ModelBound {
@@ -52,7 +52,7 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
   return {
     adapterFor,
     accounts: createAccountStore(options.groups, options.accountTtlSeconds),
-    pins: createPinBindings(options.pinLimits ?? PIN_LIMITS),
+    bindings: createBindings(options.bindingLimits ?? BINDING_LIMITS),
     counter: createRateCounter(),
     sizes,
     purgeStale,
@@ -151,35 +151,39 @@ function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number
   };
 }
 
-function createPinBindings(limits: PinLimits): PinBindings {
-  // Bound PINs, by id, until Plex can no longer approve them (lifetimes differ a little: 15 or 30 minutes).
-  const everBound = new NetworkTally<number>();
+function createBindings(limits: BindingLimits): SignInBindings {
+  // Bound references, until the upstream can no longer approve them (lifetimes differ: a Plex
+  // PIN lives 15 or 30 minutes, a Jellyfin Quick Connect request 10).
+  const everBound = new NetworkTally<string>();
   // Never larger than everBound, so its LRU bound never evicts.
-  const byInteraction = new LRUCache<string, PinToBind>({ max: limits.max });
+  const byInteraction = new LRUCache<string, Binding>({ max: limits.max });
   const finishing = new LRUCache<string, true>({ max: limits.max, ttl: FINISH_CLAIM_MS });
 
   return {
-    async bind(uid, pin, network) {
+    async bind(uid, binding, network) {
       const now = Date.now();
       everBound.prune(now);
-      if (everBound.has(pin.id)) return 'taken';
+      if (everBound.has(binding.ref)) return 'taken';
       if (everBound.count(network) >= limits.perNetwork) return 'network-full';
       if (everBound.size >= limits.max) return 'full';
-      const ttl = pinRetentionMs(pin.expiresAt, now);
-      everBound.add(pin.id, network, now + ttl);
-      byInteraction.set(uid, pin, { ttl });
+      const ttl = retentionMs(binding.expiresAt, now);
+      everBound.add(binding.ref, network, now + ttl);
+      byInteraction.set(uid, binding, { ttl });
       return 'bound';
     },
+    async peek(uid) {
+      return byInteraction.get(uid) ?? (finishing.has(uid) ? 'finishing' : undefined);
+    },
     async claim(uid) {
-      const pin = byInteraction.get(uid);
-      if (!pin) return finishing.has(uid) ? 'finishing' : undefined;
+      const binding = byInteraction.get(uid);
+      if (!binding) return finishing.has(uid) ? 'finishing' : undefined;
       byInteraction.delete(uid);
       finishing.set(uid, true);
-      return pin;
+      return binding;
     },
-    async restore(uid, pin) {
+    async restore(uid, binding) {
       finishing.delete(uid);
-      byInteraction.set(uid, pin, { ttl: pinRetentionMs(pin.expiresAt) });
+      byInteraction.set(uid, binding, { ttl: retentionMs(binding.expiresAt) });
     },
     async settle(uid) {
       finishing.delete(uid);

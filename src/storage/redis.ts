@@ -3,7 +3,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { accountFor, type AccountStore } from '../accounts.ts';
 import type { Logger } from '../log.ts';
-import { FINISH_CLAIM_MS, PIN_LIMITS, pinRetentionMs, type PinBindings, type PinToBind } from '../sources/plex/pins.ts';
+import { BINDING_LIMITS, FINISH_CLAIM_MS, retentionMs, type Binding, type SignInBindings } from '../sources/sign-in-bindings.ts';
 import { entryTtlMs, GRANT_BOUND } from './models.ts';
 import { StorageUnavailable, type RateCounter, type Store, type StoreOptions } from './store.ts';
 
@@ -71,18 +71,18 @@ async function guard<T>(work: () => Promise<T>): Promise<T> {
 }
 
 const CLAIM_SCRIPT = `
-local pin = redis.call('GET', KEYS[1])
-if pin then
+local binding = redis.call('GET', KEYS[1])
+if binding then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
-  return pin
+  return binding
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'finishing' end
 return false
 `;
 
 export async function openRedisStore(url: string, options: StoreOptions, log: Logger): Promise<Store> {
-  const { groups, accountTtlSeconds, pinLimits = PIN_LIMITS, clockToleranceMs } = options;
+  const { groups, accountTtlSeconds, bindingLimits = BINDING_LIMITS, clockToleranceMs } = options;
   const client = await connect(url, log);
   const key = (model: string, id: string) => `${PREFIX}${model}:${id}`;
 
@@ -148,48 +148,54 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     }),
   };
 
-  const pins: PinBindings = {
-    // The rules of sources/plex/pins.ts, as the memory store keeps them: a PIN binds once while Plex could
-    // still approve it, and a full memory (per network, or in all) refuses new binds. Live binds
-    // are counted in sorted sets scored by expiry, so what has expired drops out by itself.
-    bind: (uid, pin, network) => guard(async () => {
+  const bindings: SignInBindings = {
+    // The rules of sources/sign-in-bindings.ts, as the memory store keeps them: a reference binds
+    // once while the upstream could still approve it, and a full memory (per network, or in all)
+    // refuses new binds. Live binds are counted in sorted sets scored by expiry, so what has
+    // expired drops out by itself.
+    bind: (uid, binding, network) => guard(async () => {
       const now = Date.now();
-      const ttl = pinRetentionMs(pin.expiresAt, now);
-      const mine = key('pins-of', network);
-      const all = key('pins-of', '*all*');
-      const bound = key('pin-bound', String(pin.id));
+      const ttl = retentionMs(binding.expiresAt, now);
+      const mine = key('bindings-of', network);
+      const all = key('bindings-of', '*all*');
+      const bound = key('bound', binding.ref);
       const [, ofNetwork, , ofAll, taken] = await client.multi()
         .zRemRangeByScore(mine, '-inf', now).zCard(mine)
         .zRemRangeByScore(all, '-inf', now).zCard(all)
         .exists(bound)
         .exec() as unknown as [number, number, number, number, number];
-      // A PIN bound before is 'taken' whatever else is full, as in memory (the SET NX below
-      // still decides between two binds racing for one PIN).
+      // A reference bound before is 'taken' whatever else is full, as in memory (the SET NX
+      // below still decides between two binds racing for one reference).
       if (taken) return 'taken';
-      if (ofNetwork >= pinLimits.perNetwork) return 'network-full';
-      if (ofAll >= pinLimits.max) return 'full';
+      if (ofNetwork >= bindingLimits.perNetwork) return 'network-full';
+      if (ofAll >= bindingLimits.max) return 'full';
       const fresh = await client.set(bound, uid, { NX: true, PX: ttl });
       if (fresh === null) return 'taken';
-      const member = { score: now + ttl, value: String(pin.id) };
+      const member = { score: now + ttl, value: binding.ref };
       await client.multi()
         .zAdd(mine, member).pExpire(mine, ttl, 'NX').pExpire(mine, ttl, 'GT')
         .zAdd(all, member).pExpire(all, ttl, 'NX').pExpire(all, ttl, 'GT')
-        .set(key('pin', uid), JSON.stringify(pin), { PX: ttl })
+        .set(key('binding', uid), JSON.stringify(binding), { PX: ttl })
         .exec();
       return 'bound';
     }),
-    // Of two requests finishing one login, on any instances, one gets the PIN; the binding moves
-    // to a "finishing" key in the same step, so the other always sees one or the other.
-    claim: (uid) => guard(async () => {
-      const got = await client.eval(CLAIM_SCRIPT, { keys: [key('pin', uid), key('pin-finishing', uid)], arguments: [String(FINISH_CLAIM_MS)] });
-      if (got === 'finishing') return 'finishing';
-      return typeof got === 'string' ? JSON.parse(got) as PinToBind : undefined;
+    peek: (uid) => guard(async () => {
+      const [json, finishing] = await client.multi().get(key('binding', uid)).exists(key('finishing', uid)).exec() as unknown as [string | null, number];
+      if (json) return JSON.parse(json) as Binding;
+      return finishing ? 'finishing' : undefined;
     }),
-    restore: (uid, pin) => guard(async () => void (await client.multi()
-      .del(key('pin-finishing', uid))
-      .set(key('pin', uid), JSON.stringify(pin), { PX: pinRetentionMs(pin.expiresAt) })
+    // Of two requests finishing one login, on any instances, one gets the binding; it moves to
+    // a "finishing" key in the same step, so the other always sees one or the other.
+    claim: (uid) => guard(async () => {
+      const got = await client.eval(CLAIM_SCRIPT, { keys: [key('binding', uid), key('finishing', uid)], arguments: [String(FINISH_CLAIM_MS)] });
+      if (got === 'finishing') return 'finishing';
+      return typeof got === 'string' ? JSON.parse(got) as Binding : undefined;
+    }),
+    restore: (uid, binding) => guard(async () => void (await client.multi()
+      .del(key('finishing', uid))
+      .set(key('binding', uid), JSON.stringify(binding), { PX: retentionMs(binding.expiresAt) })
       .exec())),
-    settle: (uid) => guard(async () => void (await client.del(key('pin-finishing', uid)))),
+    settle: (uid) => guard(async () => void (await client.del(key('finishing', uid)))),
   };
 
   const counter: RateCounter = {
@@ -200,5 +206,5 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     }),
   };
 
-  return { adapterFor, accounts, pins, counter, close: async () => void (await client.close()) };
+  return { adapterFor, accounts, bindings, counter, close: async () => void (await client.close()) };
 }

@@ -4,12 +4,12 @@ import type { AccountStore } from '../accounts.ts';
 import type { Config } from '../config.ts';
 import type { Pages } from '../http/pages.ts';
 import type { Logger } from '../log.ts';
-import type { PinBindings, PinLimits } from '../sources/plex/pins.ts';
+import type { BindingLimits, SignInBindings } from '../sources/sign-in-bindings.ts';
 import { createMemoryStore } from './memory.ts';
 
 // Everything guestlist remembers between requests, behind one seam: oidc-provider's models
-// (pending logins, sessions, grants, codes, tokens), the people signed in, the Plex PINs bound to
-// logins and the rate-limit counters. Two stores keep it: memory.ts in this process (the default)
+// (pending logins, sessions, grants, codes, tokens), the people signed in, what interactive
+// sources started upstream for each login (sources/sign-in-bindings.ts) and the rate-limit counters. Two stores keep it: memory.ts in this process (the default)
 // and redis.ts in a Redis shared by several instances. They follow the same rules, and
 // test/storage-conformance.test.ts runs one suite against both.
 
@@ -17,7 +17,7 @@ export interface Store {
   /** oidc-provider's adapter for one model ('Session', 'AuthorizationCode', ...). */
   adapterFor(model: string): Adapter;
   accounts: AccountStore;
-  pins: PinBindings;
+  bindings: SignInBindings;
   counter: RateCounter;
   /** Releases what the store holds (a connection, a timer). */
   close(): Promise<void>;
@@ -33,8 +33,8 @@ export interface StoreOptions {
   groups: Record<string, string[]>;
   /** How long an account is remembered: as long as the session that carries it. */
   accountTtlSeconds: number;
-  /** How many live PINs may be bound (tests make them few); PIN_LIMITS otherwise. */
-  pinLimits?: PinLimits;
+  /** How many live sign-in bindings there may be (tests make them few); BINDING_LIMITS otherwise. */
+  bindingLimits?: BindingLimits;
   /** How long an entry outlives its expiry (tests shorten it); CLOCK_TOLERANCE_MS otherwise. */
   clockToleranceMs?: number;
 }

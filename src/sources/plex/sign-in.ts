@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { FINISH_CLAIM_MS, type PinBindings, type PinToBind } from './pins.ts';
+import { claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import type { PlexSource } from './plex.ts';
 
@@ -11,35 +11,21 @@ import type { PlexSource } from './plex.ts';
 //
 // The browser creates the PIN (Plex shows a "Security Alert" for one made from another IP), but
 // nothing it says is believed: the server reads the PIN, the account and its resources itself.
+// A PIN is bound to the sign-in whose page created it, from the server side, before the person
+// ever sees Plex: the page proves it holds the PIN (its secret code, which only the creator and
+// plex.tv know), the forwardUrl carries no PIN id, and a PIN binds once (sign-in-bindings.ts). So
+// a PIN approved by someone else (an attacker's account) cannot be slipped into another person's
+// sign-in, and nobody can bind a PIN they did not create.
 
-/** How often a request that finds another finishing the same sign-in looks again. */
-const FOLLOW_EVERY_MS = 100;
-
-export function plexSignIn(plex: PlexSource, pins: PinBindings, issuer: string): InteractiveSource {
-  /**
-   * The PIN to finish with; or, while another request is finishing this sign-in (on another
-   * instance: the router makes this one's wait for it), where that one went once it is done.
-   */
-  async function claimOrFollow(step: SignInStep): Promise<PinToBind | { redirect: string } | undefined> {
-    for (const until = Date.now() + FINISH_CLAIM_MS; Date.now() < until;) {
-      const claimed = await pins.claim(step.uid);
-      if (claimed && claimed !== 'finishing') return claimed;
-      const done = await step.finishedTo();
-      if (done) return { redirect: done };
-      if (!claimed) return undefined;
-      await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
-    }
-    return undefined;
-  }
-
+export function plexSignIn(plex: PlexSource, pins: SignInBindings, issuer: string): InteractiveSource {
   /** The same check for the page's finish and for Plex's forward back. */
   const finish = (returned: boolean) => async (step: SignInStep): Promise<StepOutcome> => {
-    const bound = await claimOrFollow(step);
+    const bound = await claimOrFollow(pins, step);
     if (!bound) return { page: { status: 400, notice: 'Start the Plex sign-in again.' } };
     if ('redirect' in bound) return bound;
     let settled = false;
     try {
-      const pin = await plex.readPin(bound.id);
+      const pin = await plex.readPin(Number(bound.ref));
       if (pin.state === 'pending') {
         await pins.restore(step.uid, bound);
         settled = true;
@@ -48,7 +34,7 @@ export function plexSignIn(plex: PlexSource, pins: PinBindings, issuer: string):
       if (pin.state === 'expired') {
         return {
           page: { status: 400, notice: 'That Plex sign-in expired before it was finished. Start again.' },
-          refusal: new Refusal('expired', 'Expired', '', `PIN ${bound.id} expired before it was approved`),
+          refusal: new Refusal('expired', 'Expired', '', `PIN ${bound.ref} expired before it was approved`),
         };
       }
       return { identity: await plex.identify(pin.token) };
@@ -109,7 +95,7 @@ export function plexSignIn(plex: PlexSource, pins: PinBindings, issuer: string):
               refusal: new Refusal('not-verified', 'Not your PIN', '', `PIN ${posted.id} was offered with the wrong code`),
             };
           }
-          const bound = await pins.bind(step.uid, { id: posted.id, expiresAt: pin.expiresAt }, await step.network());
+          const bound = await pins.bind(step.uid, { ref: String(posted.id), expiresAt: pin.expiresAt }, await step.network());
           if (bound === 'bound') return { json: { status: 204 } };
           if (bound === 'taken') return { json: { status: 409, body: { error: 'This Plex PIN was already used. Start again.' } } };
           const perNetwork = bound === 'network-full';

@@ -8,5 +8,5 @@ export const tailscaleKind: SourceKind<'tailscale', TailscaleConfig> = {
   parse: parseTailscaleConfig,
   resolvePaths: (section, near) => ({ ...section, socket: near(section.socket) }),
   problems: (section, listen, listenKey) => [serveHeadersProblem(section, listen, listenKey)],
-  create: (section, deps) => tailscaleSource(section, deps.whoisTimeoutMs),
+  create: (section, deps) => tailscaleSource(section, deps.timeoutMs),
 };
