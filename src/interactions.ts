@@ -6,17 +6,18 @@ import { mayUseClient, type Account, type AccountStore } from './accounts.ts';
 import { peerOf, type ClientNetwork } from './http/client-network.ts';
 import type { ClientConfig } from './config.ts';
 import type { Logger } from './log.ts';
-import type { PageValues, Pages } from './http/pages.ts';
+import { Html, type PageValues, type Pages } from './http/pages.ts';
 import { Refusal, type AmbientSource, type Identity, type InteractiveSource, type SignInStep, type StepOutcome } from './sources/source.ts';
 
 // /interaction/:uid is where oidc-provider sends a person it cannot sign in by itself. A sign-in
 // reads top to bottom here: the client's ambient sources (Tailscale) are asked first and, when
 // one knows the person, they go straight back to the app with no page at all; otherwise the
-// page of the client's interactive source is shown (Plex), saying why the ambient one did not
-// let them in where that matters; otherwise a page says why not. Every refusal is logged with
-// its cause. The router knows no source by name: each brings its own steps.
+// sign-in page offers the client's interactive sources (Plex, ...), each as its own panel, saying
+// why the ambient one did not let them in where that matters; otherwise a page says why not.
+// Every refusal is logged with its cause. The router knows no source by name: each brings its
+// own panel and steps.
 //
-//   GET  /interaction/:uid                   ambient sources, else the interactive source's page, else a refusal
+//   GET  /interaction/:uid                   ambient sources, else the sign-in page, else a refusal
 //   GET  /interaction/:uid/abort             back to the app with access_denied
 //   *    /interaction/:uid/:source/:action   one of an interactive source's steps
 
@@ -171,8 +172,10 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       return answer(page(400, 'message', 'Sign-in problem', { heading: 'This sign-in cannot continue', message: 'Go back to the app and start again.' }));
     }
 
-    // The client's interactive source: the first configured one it accepts.
-    const shown = interactive.find((s) => accepts(client, s.name));
+    // The client's interactive sources, each a panel on one sign-in page, in the config's order.
+    const offered = interactive.filter((s) => accepts(client, s.name));
+    const offeredNames = offered.map((s) => s.name).join(',') || undefined;
+    const offeredLabels = offered.map((s) => s.label).join(' or ');
 
     /** The person is known: let them in if this client allows them, else say why not. */
     const signIn = async (identity: Identity, sourceName: string): Promise<Outcome> => {
@@ -209,9 +212,18 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
       },
       readJson: (limit) => readJson(ctx, limit),
     });
-    const sourcePage = (s: InteractiveSource, status: number, notice?: string): Outcome => {
-      const { view, values } = s.page(stepFor(s));
-      return page(status, view, `Sign in to ${client.name}`, { ...values, client: client.name, notice, abort_url: `/interaction/${uid}/abort` });
+    const signInPage = (status: number, notice?: string): Outcome => {
+      const panels = offered.map((s) => {
+        const { view, values } = s.page(stepFor(s));
+        return pages.part(view, { ...values, client: client.name }).markup;
+      });
+      return page(status, 'sign-in', `Sign in to ${client.name}`, {
+        client: client.name,
+        heading: `Sign in with your ${offeredLabels} account`,
+        notice,
+        panels: new Html(panels.join('\n')),
+        abort_url: `/interaction/${uid}/abort`,
+      });
     };
 
     if (!source) {
@@ -223,12 +235,12 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
         } catch (err) {
           if (!(err instanceof Refusal)) throw err;
           // A stranger to the tailnet who goes on to another source is the ordinary case, not a refusal.
-          if (!(shown && err.reason === 'not-on-tailnet')) logRefusal(err, s.name, shown?.name);
+          if (!(offeredNames && err.reason === 'not-on-tailnet')) logRefusal(err, s.name, offeredNames);
           refused ??= { refusal: err, source: s.name };
         }
       }
-      // Whoever the network could not vouch for can still sign in with the interactive source.
-      if (shown) return answer(sourcePage(shown, 200, refused && fallbackNotice(refused.refusal, client.name, shown.label)));
+      // Whoever the network could not vouch for can still sign in with an interactive source.
+      if (offered.length) return answer(signInPage(200, refused && fallbackNotice(refused.refusal, client.name, offeredLabels)));
       if (refused) return answer(refusalPage(refused.refusal)); // logged above
       return answer(refuse(new Refusal('not-allowed', 'No way to sign in', `${client.name} accepts no sign-in method that works here.`,
         `${client.client_id} accepts no configured source`), 'none'));
@@ -250,7 +262,7 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
         logRefusal(outcome.refusal, source.name);
       }
       if ('json' in outcome) return { json: outcome.json };
-      if ('page' in outcome) return sourcePage(source, outcome.page.status, outcome.page.notice);
+      if ('page' in outcome) return signInPage(outcome.page.status, outcome.page.notice);
       if ('redirect' in outcome) return { redirect: outcome.redirect };
       throw new Error(`${source.name}/${actionName}: a step that ended in nothing`);
     };

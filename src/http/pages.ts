@@ -42,6 +42,8 @@ function fill(tpl: string, values: PageValues): string {
 
 export interface Pages {
   render(view: string, title: string, values?: PageValues): string;
+  /** A view as a part of another page (a source's panel on the sign-in page). */
+  part(view: string, values: PageValues): Html;
 }
 
 /** Pages wearing the site's branding: its name, logo and extra stylesheets (see branding.ts). */
@@ -63,6 +65,7 @@ export function createPages(branding: BrandingConfig): Pages {
         body_class: view,
       });
     },
+    part: (view, values) => new Html(fill(template(view), values)),
   };
 }
 

@@ -92,7 +92,7 @@ export type StepOutcome =
   /** Verified: the router signs the person in, if the app allows them. */
   | { identity: Identity }
   | { refusal: Refusal }
-  /** The source's page again, with a notice; `refusal` is logged, not shown. */
+  /** The sign-in page again, with a notice; `refusal` is logged, not shown. */
   | { page: { status: number; notice?: string }; refusal?: Refusal }
   /** An answer to the page's script; `refusal` is logged, not shown. */
   | { json: { status: number; body?: unknown; retryAfter?: number }; refusal?: Refusal }
@@ -114,11 +114,14 @@ export interface SourceAction {
 export interface InteractiveSource {
   readonly kind: 'interactive';
   readonly name: string;
-  /** How the page names it to people ("You can sign in with Plex instead"). */
+  /** How the page names it to people ("Sign in with your Plex account", "You can sign in with Plex instead"). */
   readonly label: string;
   /** Origins its page's script talks to, for the Content-Security-Policy's connect-src. */
   readonly connectTo: string[];
-  /** Its page: a view in views/ and the values it needs (the router adds client, notice, abort_url). */
+  /**
+   * Its panel on the sign-in page (which offers every interactive source the client accepts): a
+   * view in views/ and the values it needs (the router adds `client`).
+   */
   page(step: SignInStep): { view: string; values: PageValues };
   /** `/interaction/:uid/<name>/<action>` */
   readonly actions: Record<string, SourceAction>;
