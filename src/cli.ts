@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, sourceName, type Config, type ConfigSource } from './config.ts';
 import { demoConfig } from './sources/demo/demo.ts';
-import { describeSources } from './sources/registry.ts';
+import { describeSources, sourceWarnings } from './sources/registry.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
 import { StorageUnavailable } from './storage/store.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -86,6 +86,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     }
     try {
       const config = await loadConfig(source, io.env);
+      for (const warning of sourceWarnings(config)) io.err(`warning: ${warning}\n`);
       io.out(`${sourceName(source)} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
       return 0;
     } catch (err) {
@@ -117,6 +118,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     else throw err;
     return 1;
   }
+  for (const warning of sourceWarnings(config)) log('warn', 'config warning', { warning });
   log('info', config.demo ? `guestlist demo ready: open ${config.issuer}/ in a browser` : 'guestlist ready', {
     version: VERSION,
     issuer: config.issuer,

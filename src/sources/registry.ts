@@ -42,6 +42,14 @@ export function sourceProblems(config: SourceConfigs & { listen: Listen }, liste
   }).filter((p): p is string => p !== undefined);
 }
 
+/** Warnings about the configured sources: the config is valid, but `check` and the start say these. */
+export function sourceWarnings(config: SourceConfigs): string[] {
+  return SOURCE_KINDS.flatMap((kind) => {
+    const section = config[kind.name];
+    return section === undefined || !kind.warnings ? [] : kind.warnings(section as never);
+  }).filter((w): w is string => w !== undefined);
+}
+
 /** The names of the sources a config turns on. */
 export function configuredSources(config: SourceConfigs): string[] {
   return SOURCE_KINDS.filter((k) => config[k.name] !== undefined).map((k) => k.name);

@@ -29,5 +29,7 @@ export interface SourceKind<N extends string = string, C = unknown> {
   resolvePaths?(section: C, near: (path: string) => string): C;
   /** What only shows next to the rest of the config (listen, say). */
   problems?(section: C, listen: Listen, listenKey: string): (string | undefined)[];
+  /** What works but is probably not what the operator wants (plain http to a public address, say). */
+  warnings?(section: C): (string | undefined)[];
   create(section: C, deps: SourceDeps): AmbientSource | InteractiveSource;
 }
