@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import type { Pages } from '../http/pages.ts';
 import { demoRoutes } from './demo/demo.ts';
 import { demoSource } from './demo/demo-source.ts';
+import { jellyfinKind } from './jellyfin/kind.ts';
 import { plexKind } from './plex/kind.ts';
 import { scopedBindings, type SignInBindings } from './sign-in-bindings.ts';
 import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
@@ -14,7 +15,7 @@ import { tailscaleKind } from './tailscale/kind.ts';
 // name in clients[].sources and the prefix of the `sub` it vouches for). The core config, the
 // server and the CLI read this list; nothing outside src/sources/ names a source. Adding one is a
 // folder under src/sources/ (with its kind.ts) and its entry here.
-const KINDS = [tailscaleKind, plexKind] as const;
+const KINDS = [tailscaleKind, plexKind, jellyfinKind] as const;
 
 type Kind = (typeof KINDS)[number];
 /** The config sections of the sources, each optional: a source is on when its section is there. */
