@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import * as client from 'openid-client';
 import { DEFAULT_BRANDING, type BrandingConfig, type Config, type ClientConfig } from '../src/config.ts';
 import type { TailscaleConfig } from '../src/sources/tailscale/config.ts';
+import type { JellyfinConfig } from '../src/sources/jellyfin/config.ts';
 import { loadOrCreateKeys } from '../src/keys.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { ALICE, FakeTailscaled, type FakeDevice } from './fakes/tailscaled.ts';
+import { FakeJellyfin } from './fakes/jellyfin.ts';
 import { FakePlex, SERVER_ID } from './fakes/plex.ts';
 
 export const HEADSCALE: ClientConfig = {
@@ -56,6 +58,7 @@ export interface TestEnv {
   server: RunningServer;
   tailscaled: FakeTailscaled;
   plex: FakePlex;
+  jellyfin: FakeJellyfin;
   /** Every running instance (two when the suite runs against shared Redis). */
   servers?: () => RunningServer[];
   dataDir: string;
@@ -70,6 +73,9 @@ export interface TestEnvOptions {
   tailscale?: Partial<TailscaleConfig> | null;
   /** Configure Plex sign-in against the fake plex.tv. */
   plex?: boolean;
+  /** Configure Jellyfin sign-in against the fake Jellyfin (url and server_name filled in). */
+  jellyfin?: boolean | Partial<JellyfinConfig>;
+  jellyfinTimeoutMs?: number;
   branding?: Partial<BrandingConfig>;
   rate_limits?: Partial<Config['rate_limits']>;
   client_ip_header?: string;
@@ -89,6 +95,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
   const dir = await tempDir();
   const tailscaled = await new FakeTailscaled(join(dir, 'tailscaled.sock')).start();
   const plex = await new FakePlex().start();
+  const jellyfin = await new FakeJellyfin().start();
   const port = await freePort();
   const config: Config = {
     issuer: options.issuer ?? `http://${options.issuerHost ?? '127.0.0.1'}:${port}`,
@@ -98,6 +105,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     groups: options.groups ?? { admins: ['alice@example.com'], family: ['bob@github'] },
     ...(options.tailscale === null ? {} : { tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false, ...options.tailscale } }),
     ...(options.plex ? { plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth` } } : {}),
+    ...(options.jellyfin ? { jellyfin: { url: jellyfin.url, server_name: 'Test Jellyfin', ...(typeof options.jellyfin === 'object' ? options.jellyfin : {}) } } : {}),
     branding: { ...DEFAULT_BRANDING, ...options.branding },
     // Many logins from one address in a few seconds: limits are off unless a test turns them on.
     rate_limits: { authorize: 0, interaction: 0, token: 0, pending: 0, ...options.rate_limits },
@@ -116,7 +124,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
   }
   const startOne = (c: Config) => startServer(c, {
     log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
-    sourceTimeoutsMs: { tailscale: options.whoisTimeoutMs ?? 1000, plex: options.plexTimeoutMs ?? 1000 },
+    sourceTimeoutsMs: { tailscale: options.whoisTimeoutMs ?? 1000, plex: options.plexTimeoutMs ?? 1000, jellyfin: options.jellyfinTimeoutMs ?? 1000 },
     ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     env: {},
   });
@@ -135,6 +143,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     servers: () => running,
     tailscaled,
     plex,
+    jellyfin,
     dataDir: config.data_dir,
     logs,
     config,
@@ -146,6 +155,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
       for (const s of running) await s.close();
       await tailscaled.stop();
       await plex.stop();
+      await jellyfin.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };

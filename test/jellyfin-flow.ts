@@ -1,0 +1,66 @@
+import * as client from 'openid-client';
+import type { ClientConfig } from '../src/config.ts';
+import { Browser, discover, HEADSCALE, type BrowserResult, type TestEnv } from './helpers.ts';
+
+// The Jellyfin sign-in as static/jellyfin.js drives it, step by step over HTTP: the page, the
+// code it asks for, the wait, Jellyfin's authorization (what a person does in Jellyfin's own
+// UI, done on the fake) and the finish the page posts. Shared by the Jellyfin test files.
+
+/** An app that accepts Jellyfin only. */
+export const MEDIA: ClientConfig = { ...HEADSCALE, client_id: 'media', name: 'Media Requests', redirect_uris: ['https://media.example.test/callback'], sources: ['jellyfin'] };
+
+export interface JellyfinPage {
+  browser: Browser;
+  page: BrowserResult;
+  config: client.Configuration;
+  verifier: string;
+  state: string;
+  nonce: string;
+  /** The page's action URLs: code, wait, finish. */
+  codeUrl: string;
+  waitUrl: string;
+  finishUrl: string;
+}
+
+export interface StepAnswer {
+  status: number;
+  body: { state?: string; code?: string; expiresAt?: number; error?: string };
+  headers: BrowserResult['headers'];
+}
+
+export async function openJellyfinPage(env: TestEnv, c: ClientConfig = MEDIA, browser = new Browser(env, null)): Promise<JellyfinPage> {
+  const config = await discover(env, c);
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  const page = await browser.walk(url);
+  const attr = (name: string) => new RegExp(`id="jellyfin"[^>]*data-${name}="([^"]*)"`).exec(page.body)?.[1] ?? '';
+  const finishUrl = /<form id="jellyfin-finish" method="post" action="([^"]+)"/.exec(page.body)?.[1] ?? '';
+  return { browser, page, config, verifier, state, nonce, codeUrl: attr('code'), waitUrl: attr('wait'), finishUrl };
+}
+
+async function step(p: JellyfinPage, url: string): Promise<StepAnswer> {
+  const res = await p.browser.post(url, '', 'application/json');
+  let body: StepAnswer['body'] = {};
+  try {
+    body = JSON.parse(res.body) as StepAnswer['body'];
+  } catch { /* not JSON: left empty, the status tells */ }
+  return { status: res.status, body, headers: res.headers };
+}
+
+/** What the page does when the button is pressed: ask guestlist for a Quick Connect code. */
+export const getCode = (p: JellyfinPage) => step(p, p.codeUrl);
+/** What the page does while it waits: ask whether Jellyfin has seen the code authorized. */
+export const waitFor = (p: JellyfinPage) => step(p, p.waitUrl);
+
+export function finishJellyfin(p: JellyfinPage): Promise<BrowserResult> {
+  return p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
+}
+
+export function redeem(p: JellyfinPage, callback: URL) {
+  return client.authorizationCodeGrant(p.config, callback, { pkceCodeVerifier: p.verifier, expectedState: p.state, expectedNonce: p.nonce });
+}
