@@ -163,6 +163,19 @@ function conformance(open: Open) {
       assert.equal(await bindings.claim('a'), undefined);
     });
 
+    test('a released binding gives its place back to its network and its reference is free again', async () => {
+      const { bindings } = await store({ bindingLimits: { perNetwork: 1, max: 10 } });
+      const expiresAt = later();
+      assert.equal(await bindings.bind('a', { ref: 'r1', expiresAt }, 'net'), 'bound');
+      assert.equal(await bindings.bind('b', { ref: 'r2', expiresAt }, 'net'), 'network-full');
+      await bindings.release('a', 'r1');
+      assert.equal(await bindings.peek('a'), undefined);
+      assert.equal(await bindings.bind('b', { ref: 'r2', expiresAt }, 'net'), 'bound');
+      // Releasing a reference that is not the sign-in's own leaves the sign-in's binding alone.
+      await bindings.release('b', 'r-other');
+      assert.deepEqual(await bindings.peek('b'), { ref: 'r2', expiresAt });
+    });
+
     test('two sources never meet: the same sign-in and the same reference are apart in each', async () => {
       const { bindings } = await store();
       const plex = scopedBindings(bindings, 'plex');

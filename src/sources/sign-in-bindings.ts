@@ -53,6 +53,12 @@ export interface SignInBindings {
   restore(interactionUid: string, binding: Binding): Promise<void>;
   /** The finish is over (signed in or refused): the binding serves no one any more. */
   settle(interactionUid: string): Promise<void>;
+  /**
+   * Undo a bind whose reference never reached the upstream (it refused to start anything): the
+   * sign-in's binding goes, and so does its place in the network's share, since there is nothing
+   * upstream to remember. Only for a reference the caller made up and the upstream never saw.
+   */
+  release(interactionUid: string, ref: string): Promise<void>;
 }
 
 /** How long to remember a binding: until the upstream's expiry, within the cap. */
@@ -72,6 +78,7 @@ export function scopedBindings(all: SignInBindings, source: string): SignInBindi
     claim: async (u) => outOfScope(await all.claim(uid(u))),
     restore: (u, b) => all.restore(uid(u), inScope(b)),
     settle: (u) => all.settle(uid(u)),
+    release: (u, ref) => all.release(uid(u), `${source}:${ref}`),
   };
 }
 

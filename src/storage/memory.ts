@@ -188,6 +188,10 @@ function createBindings(limits: BindingLimits): SignInBindings {
     async settle(uid) {
       finishing.delete(uid);
     },
+    async release(uid, ref) {
+      if (byInteraction.get(uid)?.ref === ref) byInteraction.delete(uid);
+      everBound.delete(ref);
+    },
   };
 }
 

@@ -169,7 +169,8 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
       if (taken) return 'taken';
       if (ofNetwork >= bindingLimits.perNetwork) return 'network-full';
       if (ofAll >= bindingLimits.max) return 'full';
-      const fresh = await client.set(bound, uid, { NX: true, PX: ttl });
+      // The network it counts against, for release().
+      const fresh = await client.set(bound, network, { NX: true, PX: ttl });
       if (fresh === null) return 'taken';
       const member = { score: now + ttl, value: binding.ref };
       await client.multi()
@@ -196,6 +197,14 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
       .set(key('binding', uid), JSON.stringify(binding), { PX: retentionMs(binding.expiresAt) })
       .exec())),
     settle: (uid) => guard(async () => void (await client.del(key('finishing', uid)))),
+    release: (uid, ref) => guard(async () => {
+      const bound = key('bound', ref);
+      const [network, json] = await client.mGet([bound, key('binding', uid)]);
+      const multi = client.multi().del(bound).zRem(key('bindings-of', '*all*'), ref);
+      if (network) multi.zRem(key('bindings-of', network), ref);
+      if (json && (JSON.parse(json) as Binding).ref === ref) multi.del(key('binding', uid));
+      await multi.exec();
+    }),
   };
 
   const counter: RateCounter = {

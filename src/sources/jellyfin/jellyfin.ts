@@ -50,15 +50,21 @@ export interface JellyfinClient {
 
 /** Jellyfin did not answer usefully: fail closed, and say so differently from "not allowed". */
 export class JellyfinUnavailable extends Refusal {
-  constructor(detail: string, message = 'guestlist could not reach the Jellyfin server just now, so it cannot sign you in with it. Try again in a minute.') {
-    super('source-unavailable', 'Jellyfin is not answering', message, detail);
+  /** The error status Jellyfin answered with; undefined when it did not answer (a timeout, a reset) or sent a 200 that made no sense. */
+  readonly httpStatus: number | undefined;
+  constructor(detail: string, options: { message?: string; title?: string; httpStatus?: number } = {}) {
+    super('source-unavailable', options.title ?? 'Jellyfin is not answering',
+      options.message ?? 'guestlist could not reach the Jellyfin server just now, so it cannot sign you in with it. Try again in a minute.', detail);
+    this.httpStatus = options.httpStatus;
   }
 }
 
-function quickConnectOff(detail: string): Refusal {
-  return new Refusal('source-unavailable', 'Quick Connect is turned off',
-    'This Jellyfin server does not allow Quick Connect sign-ins right now, so guestlist cannot sign you in with it. Ask whoever runs it to turn on "Enable Quick Connect" in Jellyfin\'s dashboard (General).',
-    detail);
+function quickConnectOff(detail: string): JellyfinUnavailable {
+  return new JellyfinUnavailable(detail, {
+    title: 'Quick Connect is turned off',
+    message: 'This Jellyfin server does not allow Quick Connect sign-ins right now, so guestlist cannot sign you in with it. Ask whoever runs it to turn on "Enable Quick Connect" in Jellyfin\'s dashboard (General).',
+    httpStatus: 401,
+  });
 }
 
 export function jellyfinClient(config: JellyfinConfig, version: string, deviceName: string, timeoutMs = 5000): JellyfinClient {
@@ -105,8 +111,9 @@ export function jellyfinClient(config: JellyfinConfig, version: string, deviceNa
     return { status: res.status, body, what };
   }
 
-  const unexpected = (r: { status: number; what: string }, wanted = 'JSON') =>
-    new JellyfinUnavailable(`${r.what}: HTTP ${r.status}${r.status === 200 ? `, not the ${wanted} Jellyfin sends` : ''}`);
+  const unexpected = (r: { status: number; what: string }) => r.status === 200
+    ? new JellyfinUnavailable(`${r.what}: HTTP 200, not the JSON Jellyfin sends`)
+    : new JellyfinUnavailable(`${r.what}: HTTP ${r.status}`, { httpStatus: r.status });
 
   return {
     config,
@@ -115,8 +122,10 @@ export function jellyfinClient(config: JellyfinConfig, version: string, deviceNa
       const r = await call('POST', '/QuickConnect/Initiate', deviceId);
       if (r.status === 401) throw quickConnectOff(`${r.what}: HTTP 401 (Quick Connect disabled)`);
       if (r.status === 405 || r.status === 404) {
-        throw new JellyfinUnavailable(`${r.what}: HTTP ${r.status} (Jellyfin older than 10.9, or not Jellyfin)`,
-          'The Jellyfin server is too old for guestlist (it needs 10.9 or later), or the address guestlist has for it is wrong. Tell whoever runs it.');
+        throw new JellyfinUnavailable(`${r.what}: HTTP ${r.status} (Jellyfin older than 10.9, or not Jellyfin)`, {
+          message: 'The Jellyfin server is too old for guestlist (it needs 10.9 or later), or the address guestlist has for it is wrong. Tell whoever runs it.',
+          httpStatus: r.status,
+        });
       }
       if (r.status !== 200 || !isObject(r.body)) throw unexpected(r);
       const { Secret: secret, Code: code } = r.body;

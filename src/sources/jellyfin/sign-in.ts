@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { claimOrFollow, type Binding, type SignInBindings } from '../sign-in-bindings.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
-import { identityOf, REQUEST_LIFETIME_MS, type JellyfinClient } from './jellyfin.ts';
+import { identityOf, JellyfinUnavailable, REQUEST_LIFETIME_MS, type JellyfinClient } from './jellyfin.ts';
 
 // The Jellyfin sign-in's steps, behind /interaction/:uid/jellyfin/... (views/jellyfin.html,
 // static/jellyfin.js):
@@ -70,7 +70,11 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
     try {
       started = await jellyfin.initiate(deviceId);
     } catch (err) {
-      await forget(step);
+      // Jellyfin answered with an error: it made nothing, so the place is given back. After a
+      // timeout or a broken answer it may have made the request, which keeps the place until the
+      // request would have expired.
+      if (err instanceof JellyfinUnavailable && err.httpStatus !== undefined) await requests.release(step.uid, deviceId);
+      else await forget(step);
       if (!(err instanceof Refusal)) throw err;
       return unavailable(err);
     }
@@ -170,6 +174,11 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
             }
             const got = await jellyfin.exchange(request.secret, request.deviceId);
             if (got === 'pending') {
+              // Not authorized yet, or Jellyfin no longer knows the request (it expired, or
+              // Jellyfin restarted): only the second needs a new code.
+              if (await jellyfin.state(request.secret, request.deviceId) === 'expired') {
+                return { page: { status: 400, notice: 'That Jellyfin code is no longer valid. Press the button to get a new one.' } };
+              }
               await requests.restore(step.uid, bound);
               settled = true;
               return { page: { status: 200, notice: 'Jellyfin has not confirmed the code yet. Enter it in Jellyfin, then try again.' } };
