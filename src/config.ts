@@ -225,7 +225,8 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
     problems.push(...sourceProblems({ ...sources, listen }, listenKey));
   }
   if (configured.length === 0) {
-    problems.push(`no identity source is configured: add ${SOURCE_KINDS.map((k) => k.howToAdd).join(' or ')}`);
+    const ways = SOURCE_KINDS.map((k) => k.howToAdd);
+    problems.push(`no identity source is configured: add ${ways.length > 1 ? `${ways.slice(0, -1).join(', ')} or ${ways.at(-1)}` : ways[0]}`);
   }
   if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
   return {

@@ -95,7 +95,7 @@ clients:
 
   test('a config with no identity source says how to add one', () => {
     const found = problems(VALID.replace(/tailscale:\n.*\n/, ''), { HEADSCALE_SECRET: 'abcdefghijklmnop0123' });
-    assert.deepEqual(found, ['no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults) or a "plex:" section']);
+    assert.deepEqual(found, ['no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults), a "plex:" section or a "jellyfin:" section with its url']);
   });
 
   test('a dangling alias and an alias bomb are YAML errors, not crashes (found by the fuzz test)', () => {
