@@ -60,22 +60,36 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
   };
 }
 
+/**
+ * An LRU cache of at most `max` entries that allocates as it fills. Given `max`, lru-cache sets
+ * aside every slot up front (two arrays of `max`, two more once an entry has a TTL): for the
+ * bounds here about 4 MB of an idle server's memory, a fifth of everything else it holds. Bounded
+ * by weight instead, each entry weighing 1, it keeps the same bound and grows only as entries come.
+ */
+function growingLru<V extends {}>(max: number, options: Omit<LRUCache.Options<string, V, unknown>, 'max' | 'maxSize' | 'sizeCalculation'> = {}): LRUCache<string, V> {
+  return new LRUCache<string, V>({ ...options, maxSize: max, sizeCalculation: () => 1 });
+}
+
 function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: number | undefined, clock: { now(): number } | undefined) {
   const stores = new Map<string, LRUCache<string, string>>();
+  const maxEntries = new Map<string, number>();
   const storeFor = (model: string) => {
     let store = stores.get(model);
     if (!store) {
       const { max, maxBytes } = bounds[model] ?? OTHER_MODEL;
-      store = new LRUCache<string, string>({ max, maxSize: maxBytes, sizeCalculation: (v, k) => v.length + k.length, ...(clock ? { perf: clock } : {}) });
+      // Bounded by bytes here and by count in upsert (see growingLru for why not by `max`).
+      store = new LRUCache<string, string>({ maxSize: maxBytes, sizeCalculation: (v, k) => v.length + k.length, ...(clock ? { perf: clock } : {}) });
       stores.set(model, store);
+      maxEntries.set(model, max);
     }
     return store;
   };
-  const sessionByUid = new LRUCache<string, string>({ max: (bounds.Session ?? OTHER_MODEL).max });
-  const grantMembers = new LRUCache<string, Set<string>>({ max: (bounds.Grant ?? OTHER_MODEL).max });
+  const sessionByUid = growingLru<string>((bounds.Session ?? OTHER_MODEL).max);
+  const grantMembers = growingLru<Set<string>>((bounds.Grant ?? OTHER_MODEL).max);
 
   function adapterFor(model: string): Adapter {
     const store = storeFor(model);
+    const max = maxEntries.get(model)!;
     const find = async (id: string): Promise<AdapterPayload | undefined> => {
       const json = store.get(id);
       return json === undefined ? undefined : (JSON.parse(json) as AdapterPayload);
@@ -83,6 +97,8 @@ function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: numbe
     return {
       async upsert(id, payload, expiresIn) {
         const ttl = entryTtlMs(expiresIn, toleranceMs);
+        // A new entry in a full store pushes out the least recently used, as `max` would.
+        if (store.size >= max && !store.has(id)) store.pop();
         store.set(id, JSON.stringify(payload), ttl ? { ttl } : {});
         if (model === 'Session' && payload.uid) sessionByUid.set(payload.uid, id, ttl ? { ttl } : {});
         if (GRANT_BOUND.has(model) && payload.grantId) {
@@ -140,7 +156,7 @@ function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: numbe
 
 // Each account for as long as the session that carries it (accounts.ts says why).
 function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number): AccountStore {
-  const cache = new LRUCache<string, Account>({ max: ACCOUNTS_MAX, ttl: ttlSeconds * 1000, updateAgeOnGet: false });
+  const cache = growingLru<Account>(ACCOUNTS_MAX, { ttl: ttlSeconds * 1000, updateAgeOnGet: false });
   return {
     async remember(identity) {
       const account = accountFor(identity, groups);
@@ -156,8 +172,8 @@ function createBindings(limits: BindingLimits): SignInBindings {
   // PIN lives 15 or 30 minutes, a Jellyfin Quick Connect request 10).
   const everBound = new NetworkTally<string>();
   // Never larger than everBound, so its LRU bound never evicts.
-  const byInteraction = new LRUCache<string, Binding>({ max: limits.max });
-  const finishing = new LRUCache<string, true>({ max: limits.max, ttl: FINISH_CLAIM_MS });
+  const byInteraction = growingLru<Binding>(limits.max);
+  const finishing = growingLru<true>(limits.max, { ttl: FINISH_CLAIM_MS });
 
   return {
     async bind(uid, binding, network) {
@@ -197,7 +213,7 @@ function createBindings(limits: BindingLimits): SignInBindings {
 
 // A fixed window per key, in a bounded cache, so a flood of addresses cannot grow memory either.
 function createRateCounter(): RateCounter {
-  const counts = new LRUCache<string, { n: number; resetAt: number }>({ max: RATE_KEYS_MAX });
+  const counts = growingLru<{ n: number; resetAt: number }>(RATE_KEYS_MAX);
   return {
     async hit(key, windowMs) {
       const now = Date.now();
