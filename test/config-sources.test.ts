@@ -2,9 +2,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { access, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { runCli } from '../src/cli.ts';
 import type { RunningServer } from '../src/server.ts';
-import { freePort, tempDir } from './helpers.ts';
+import { cli, freePort, tempDir } from './helpers.ts';
 
 // The config may come from a file (--config, GUESTLIST_CONFIG) or as the YAML itself
 // (GUESTLIST_CONFIG_YAML, a Fly secret): both are loaded, resolved and checked the same way.
@@ -17,19 +16,6 @@ async function yamlFor(extra: string, port?: number) {
   const text = `issuer: http://127.0.0.1:${port ?? 1}\n${port ? `listen: 127.0.0.1:${port}\n` : ''}data_dir: ${join(dir, 'data')}\n`
     + `clients: [{client_id: app, client_secret: ${SECRET}, redirect_uris: ["https://app.example.com/cb"]}]\n${extra}`;
   return { dir, text };
-}
-
-async function cli(args: string[], env: Record<string, string>) {
-  let out = '';
-  let err = '';
-  const logs: Record<string, unknown>[] = [];
-  const result = await runCli(args, {
-    out: (t) => (out += t),
-    err: (t) => (err += t),
-    env,
-    log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
-  });
-  return { result, code: typeof result === 'number' ? result : 0, out, err, logs };
 }
 
 describe('GUESTLIST_CONFIG_YAML gets the checks a config file gets', () => {

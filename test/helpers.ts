@@ -8,6 +8,7 @@ import { DEFAULT_BRANDING, type BrandingConfig, type Config, type ClientConfig }
 import type { TailscaleConfig } from '../src/sources/tailscale/config.ts';
 import type { JellyfinConfig } from '../src/sources/jellyfin/config.ts';
 import { loadOrCreateKeys } from '../src/keys.ts';
+import { runCli } from '../src/cli.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { ALICE, FakeTailscaled, type FakeDevice } from './fakes/tailscaled.ts';
 import { FakeJellyfin } from './fakes/jellyfin.ts';
@@ -308,6 +309,33 @@ export async function discover(env: { issuer: string; servers?: () => RunningSer
     };
   }
   return config;
+}
+
+/** What a relying party does first: an authorization URL with fresh PKCE, state and nonce, and those to check the answer with. */
+export async function startAuthorization(env: { issuer: string; servers?: () => RunningServer[] }, c: ClientConfig) {
+  const config = await discover(env, c);
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  return { config, verifier, state, nonce, url };
+}
+
+/** The CLI in-process, with everything it prints and logs. */
+export async function cli(args: string[], env: Record<string, string>) {
+  let out = '';
+  let err = '';
+  const logs: Record<string, unknown>[] = [];
+  const result = await runCli(args, {
+    out: (t) => (out += t),
+    err: (t) => (err += t),
+    env,
+    log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
+  });
+  return { result, code: typeof result === 'number' ? result : 0, out, err, logs };
 }
 
 /** A relying party's whole login with openid-client: authorize, the browser's walk, code exchange. */

@@ -8,7 +8,7 @@ import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playw
 import type { ClientConfig } from '../src/config.ts';
 import { chromiumMissing, launchChromium } from './chromium.ts';
 import { JELLYFIN_USERS } from './fakes/jellyfin.ts';
-import { discover, startTestEnv, type TestEnv } from './helpers.ts';
+import { startAuthorization, startTestEnv, type TestEnv } from './helpers.ts';
 import { MEDIA } from './jellyfin-flow.ts';
 
 // The Jellyfin Quick Connect sign-in in Chromium, as a person does it: the app sends them to
@@ -62,14 +62,7 @@ describe('Jellyfin sign-in in a browser', { skip: chromiumMissing() }, () => {
         console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
       });
     });
-    const config = await discover(env, c);
-    const verifier = client.randomPKCECodeVerifier();
-    const state = client.randomState();
-    const nonce = client.randomNonce();
-    const url = client.buildAuthorizationUrl(config, {
-      redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
-      code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
-    });
+    const { config, verifier, state, nonce, url } = await startAuthorization(env, c);
     const page = await context.newPage();
     const problems: string[] = [];
     page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });

@@ -1,11 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { runCli } from '../src/cli.ts';
 import { ConfigError, parseConfig } from '../src/config.ts';
 import type { RunningServer } from '../src/server.ts';
 import { JELLYFIN_USERS } from './fakes/jellyfin.ts';
-import { freePort, startTestEnv, tempDir, type BrowserResult } from './helpers.ts';
+import { cli, freePort, startTestEnv, tempDir, type BrowserResult } from './helpers.ts';
 import { finishJellyfin, getCode, MEDIA, openJellyfinPage, redeem, waitFor } from './jellyfin-flow.ts';
 
 // The `jellyfin:` section of the config (src/sources/jellyfin/config.ts) as an operator meets it:
@@ -41,20 +40,6 @@ function backToApp(done: BrowserResult): URL {
   const to = done.redirectedTo;
   assert.ok(to && to.searchParams.has('code'), `not sent back to the app: HTTP ${done.status}: ${done.body.slice(0, 300)}`);
   return to;
-}
-
-/** The CLI in-process, with everything it prints and logs. */
-async function cli(args: string[], env: Record<string, string>) {
-  let out = '';
-  let err = '';
-  const logs: Record<string, unknown>[] = [];
-  const result = await runCli(args, {
-    out: (t) => (out += t),
-    err: (t) => (err += t),
-    env,
-    log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
-  });
-  return { result, code: typeof result === 'number' ? result : 0, out, err, logs };
 }
 
 /** A whole config for the CLI, with its own data_dir (and a port to serve on, if given). */

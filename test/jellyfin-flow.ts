@@ -1,6 +1,6 @@
 import * as client from 'openid-client';
 import type { ClientConfig } from '../src/config.ts';
-import { Browser, discover, HEADSCALE, type BrowserResult, type TestEnv } from './helpers.ts';
+import { Browser, HEADSCALE, startAuthorization, type BrowserResult, type TestEnv } from './helpers.ts';
 
 // The Jellyfin sign-in as static/jellyfin.js drives it, step by step over HTTP: the page, the
 // code it asks for, the wait, Jellyfin's authorization (what a person does in Jellyfin's own
@@ -29,14 +29,7 @@ export interface StepAnswer {
 }
 
 export async function openJellyfinPage(env: TestEnv, c: ClientConfig = MEDIA, browser = new Browser(env, null)): Promise<JellyfinPage> {
-  const config = await discover(env, c);
-  const verifier = client.randomPKCECodeVerifier();
-  const state = client.randomState();
-  const nonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(config, {
-    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
-    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
-  });
+  const { config, verifier, state, nonce, url } = await startAuthorization(env, c);
   const page = await browser.walk(url);
   const attr = (name: string) => new RegExp(`id="jellyfin"[^>]*data-${name}="([^"]*)"`).exec(page.body)?.[1] ?? '';
   const finishUrl = /<form id="jellyfin-finish" method="post" action="([^"]+)"/.exec(page.body)?.[1] ?? '';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
 import type { ClientConfig } from '../src/config.ts';
-import { Browser, discover, HEADSCALE, type BrowserResult, type TestEnv } from './helpers.ts';
+import { Browser, HEADSCALE, startAuthorization, type BrowserResult, type TestEnv } from './helpers.ts';
 
 // The Plex sign-in as static/plex.js drives it, step by step over HTTP: the page, a PIN made
 // "in the browser" (with an Origin, as a page's fetch has), its binding to the login (id and
@@ -28,14 +28,7 @@ export interface Pin {
 }
 
 export async function openPlexPage(env: TestEnv, c: ClientConfig, browser = new Browser(env, null)): Promise<PlexPage> {
-  const config = await discover(env, c);
-  const verifier = client.randomPKCECodeVerifier();
-  const state = client.randomState();
-  const nonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(config, {
-    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
-    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
-  });
+  const { config, verifier, state, nonce, url } = await startAuthorization(env, c);
   const page = await browser.walk(url);
   const data = Object.fromEntries([...page.body.matchAll(/data-([a-z-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.replace(/&#38;/g, '&')]));
   const finishUrl = /<form id="plex-finish" method="post" action="([^"]+)"/.exec(page.body)?.[1] ?? '';

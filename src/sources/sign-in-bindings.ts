@@ -13,7 +13,7 @@
 // and test/storage-conformance.test.ts holds both to them. A source sees only its own bindings
 // (scoped by its name), so two sources offered on one page never meet.
 
-import type { SignInStep } from './source.ts';
+import { Refusal, type SignInStep, type StepOutcome } from './source.ts';
 
 /** Live bindings one network may hold at once: a person retries a few times, not twenty. */
 export const BINDS_PER_NETWORK = 20;
@@ -100,4 +100,19 @@ export async function claimOrFollow(bindings: SignInBindings, step: Pick<SignInS
     await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
   }
   return undefined;
+}
+
+/** The answer to a page whose bind found the memory full, for its network or for everyone. */
+export function bindRefused(bound: 'network-full' | 'full', label: string, what: string): StepOutcome {
+  const perNetwork = bound === 'network-full';
+  return {
+    json: {
+      status: perNetwork ? 429 : 503,
+      retryAfter: 60,
+      body: { error: perNetwork ? `Too many ${label} sign-ins have been started from your network. Wait a few minutes and try again.`
+        : `guestlist has too many ${label} sign-ins in progress right now. Try again in a few minutes.` },
+    },
+    refusal: new Refusal('source-unavailable', `Too many ${label} sign-ins`, '',
+      `${what}: the memory of live sign-in bindings is full ${perNetwork ? 'for this network' : 'for everyone'}`),
+  };
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { claimOrFollow, type Binding, type SignInBindings } from '../sign-in-bindings.ts';
+import { bindRefused, claimOrFollow, type Binding, type SignInBindings } from '../sign-in-bindings.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import { identityOf, JellyfinUnavailable, REQUEST_LIFETIME_MS, type JellyfinClient } from './jellyfin.ts';
 
@@ -53,19 +53,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
     const deviceId = randomBytes(16).toString('hex');
     const expiresAt = Date.now() + REQUEST_LIFETIME_MS - EXPIRY_MARGIN_MS;
     const bound = await requests.bind(step.uid, { ref: deviceId, expiresAt }, await step.network());
-    if (bound !== 'bound') {
-      const perNetwork = bound === 'network-full';
-      return {
-        json: {
-          status: perNetwork ? 429 : 503,
-          retryAfter: 60,
-          body: { error: perNetwork ? 'Too many Jellyfin sign-ins have been started from your network. Wait a few minutes and try again.'
-            : 'guestlist has too many Jellyfin sign-ins in progress right now. Try again in a few minutes.' },
-        },
-        refusal: new Refusal('source-unavailable', 'Too many Jellyfin sign-ins', '',
-          `no Quick Connect request started: the memory of live requests is full ${perNetwork ? 'for this network' : 'for everyone'}`),
-      };
-    }
+    if (bound !== 'bound') return bindRefused(bound === 'taken' ? 'full' : bound, 'Jellyfin', 'no Quick Connect request started');
     let started;
     try {
       started = await jellyfin.initiate(deviceId);

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
+import { bindRefused, claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import type { PlexSource } from './plex.ts';
 
@@ -98,17 +98,7 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings, issuer: strin
           const bound = await pins.bind(step.uid, { ref: String(posted.id), expiresAt: pin.expiresAt }, await step.network());
           if (bound === 'bound') return { json: { status: 204 } };
           if (bound === 'taken') return { json: { status: 409, body: { error: 'This Plex PIN was already used. Start again.' } } };
-          const perNetwork = bound === 'network-full';
-          return {
-            json: {
-              status: perNetwork ? 429 : 503,
-              retryAfter: 60,
-              body: { error: perNetwork ? 'Too many Plex sign-ins have been started from your network. Wait a few minutes and try again.'
-                : 'guestlist has too many Plex sign-ins in progress right now. Try again in a few minutes.' },
-            },
-            refusal: new Refusal('source-unavailable', 'Too many Plex sign-ins', '',
-              `PIN ${posted.id} not bound: the memory of bound PINs is full ${perNetwork ? 'for this network' : 'for everyone'}`),
-          };
+          return bindRefused(bound, 'Plex', `PIN ${posted.id} not bound`);
         },
       },
       finish: { method: 'POST', once: true, handle: finish(false) },
