@@ -40,7 +40,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
-CMD ["node", "--max-semi-space-size=1", "--max-old-space-size=128", "--optimize-for-size", "dist/main.js", "serve"]
+CMD ["node", "--max-semi-space-size=1", "--max-old-space-size=128", "--optimize-for-size", "--no-maglev", "dist/main.js", "serve"]
 
 # The same image with tailscaled beside guestlist, for a Fly machine that is its own tailnet node
 # (src/deploy/fly.tailscale.toml; the README's "Tailscale next to guestlist"):
