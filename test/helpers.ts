@@ -324,6 +324,21 @@ export async function startAuthorization(env: { issuer: string; servers?: () => 
   return { config, verifier, state, nonce, url };
 }
 
+/** A sign-in page a relying party's authorization led to, with what the app checks its answer with. */
+export interface SignInPage {
+  browser: Browser;
+  page: BrowserResult;
+  config: client.Configuration;
+  verifier: string;
+  state: string;
+  nonce: string;
+}
+
+/** The app's code exchange for where a sign-in page sent the browser back. */
+export function redeem(p: SignInPage, callback: URL) {
+  return client.authorizationCodeGrant(p.config, callback, { pkceCodeVerifier: p.verifier, expectedState: p.state, expectedNonce: p.nonce });
+}
+
 /** The CLI in-process, with everything it prints and logs. */
 export async function cli(args: string[], env: Record<string, string>) {
   let out = '';

@@ -1,6 +1,5 @@
-import * as client from 'openid-client';
 import type { ClientConfig } from '../src/config.ts';
-import { Browser, HEADSCALE, startAuthorization, type BrowserResult, type TestEnv } from './helpers.ts';
+import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type SignInPage, type TestEnv } from './helpers.ts';
 
 // The Jellyfin sign-in as static/jellyfin.js drives it, step by step over HTTP: the page, the
 // code it asks for, the wait, Jellyfin's authorization (what a person does in Jellyfin's own
@@ -9,13 +8,7 @@ import { Browser, HEADSCALE, startAuthorization, type BrowserResult, type TestEn
 /** An app that accepts Jellyfin only. */
 export const MEDIA: ClientConfig = { ...HEADSCALE, client_id: 'media', name: 'Media Requests', redirect_uris: ['https://media.example.test/callback'], sources: ['jellyfin'] };
 
-export interface JellyfinPage {
-  browser: Browser;
-  page: BrowserResult;
-  config: client.Configuration;
-  verifier: string;
-  state: string;
-  nonce: string;
+export interface JellyfinPage extends SignInPage {
   /** The page's action URLs: code, wait, finish. */
   codeUrl: string;
   waitUrl: string;
@@ -54,6 +47,4 @@ export function finishJellyfin(p: JellyfinPage): Promise<BrowserResult> {
   return p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
 }
 
-export function redeem(p: JellyfinPage, callback: URL) {
-  return client.authorizationCodeGrant(p.config, callback, { pkceCodeVerifier: p.verifier, expectedState: p.state, expectedNonce: p.nonce });
-}
+export { redeem };

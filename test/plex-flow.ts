@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import * as client from 'openid-client';
 import type { ClientConfig } from '../src/config.ts';
-import { Browser, HEADSCALE, startAuthorization, type BrowserResult, type TestEnv } from './helpers.ts';
+import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type SignInPage, type TestEnv } from './helpers.ts';
 
 // The Plex sign-in as static/plex.js drives it, step by step over HTTP: the page, a PIN made
 // "in the browser" (with an Origin, as a page's fetch has), its binding to the login (id and
@@ -10,13 +9,7 @@ import { Browser, HEADSCALE, startAuthorization, type BrowserResult, type TestEn
 /** An app that accepts Plex only. */
 export const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 
-export interface PlexPage {
-  browser: Browser;
-  page: BrowserResult;
-  config: client.Configuration;
-  verifier: string;
-  state: string;
-  nonce: string;
+export interface PlexPage extends SignInPage {
   /** The page's data-* attributes: api, app, client-id, product, bind, return. */
   data: Record<string, string>;
   finishUrl: string;
@@ -52,6 +45,4 @@ export function finishPlex(p: PlexPage): Promise<BrowserResult> {
   return p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
 }
 
-export function redeem(p: PlexPage, callback: URL) {
-  return client.authorizationCodeGrant(p.config, callback, { pkceCodeVerifier: p.verifier, expectedState: p.state, expectedNonce: p.nonce });
-}
+export { redeem };
