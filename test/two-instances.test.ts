@@ -7,7 +7,7 @@ import { redisDuringTests, redisMissing } from './redis-server.ts';
 // redis-server, each request going to the next instance in turn (see startTestEnv): every flow
 // must pass with its steps split across instances.
 
-const SUITES = ['test/tailscale-login.test.ts', 'test/plex-login.test.ts', 'test/security/plex-pins.test.ts', 'test/jellyfin-login.test.ts'];
+const SUITES = ['test/tailscale-login.test.ts', 'test/oidc-protocol.test.ts', 'test/plex-login.test.ts', 'test/security/plex-pins.test.ts', 'test/jellyfin-login.test.ts'];
 
 describe('the login suites on two instances sharing Redis', { skip: redisMissing() }, () => {
   const redis = redisDuringTests();
