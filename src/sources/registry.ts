@@ -84,8 +84,10 @@ export function createSources(config: Config, deps: ServerDeps): Sources {
   const made = configured.map((k) => k.create(config[k.name] as never, depsOf(k.name)));
   let ambient = made.filter((s): s is AmbientSource => s.kind === 'ambient');
   const interactive = made.filter((s): s is InteractiveSource => s.kind === 'interactive');
+  // Named before the demo takes their place: the demo signs in whoever tailscaled vouches for
+  // as that source's own sub (tailscale:...), which is as ambient there as anywhere.
+  const ambientNames = new Set([...ambient.map((s) => s.name), ...(config.demo ? ['demo'] : [])]);
   if (config.demo) ambient = [demoSource(ambient.find((s) => s.name === 'tailscale'))];
-  const ambientNames = new Set(ambient.map((s) => s.name));
   return {
     ambient,
     interactive,
