@@ -2,14 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, sourceName, type Config, type ConfigSource } from './config.ts';
 import { demoConfig } from './sources/demo/demo.ts';
-import { describeSources, sourceWarnings } from './sources/registry.ts';
+import { describeSources, SOURCE_KINDS, sourceWarnings } from './sources/registry.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
 import { StorageUnavailable } from './storage/store.ts';
 import { createLogger, type Logger } from './log.ts';
 import { dropPrivileges, PrivilegeError } from './privileges.ts';
 import { startServer, VERSION, type RunningServer } from './server.ts';
 
-const USAGE = `guestlist: a small OpenID Connect provider that signs people in with Tailscale
+const USAGE = `guestlist: a small OpenID Connect provider that signs people in with an identity they
+already have (${SOURCE_KINDS.map((k) => k.name).join(', ')})
 
 Usage:
   guestlist serve [--config FILE]   serve (with no config: a demo on http://localhost:8080)
@@ -84,26 +85,15 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
       io.err('check needs --config FILE\n');
       return 2;
     }
-    try {
-      const config = await loadConfig(source, io.env);
-      for (const warning of sourceWarnings(config)) io.err(`warning: ${warning}\n`);
-      io.out(`${sourceName(source)} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
-      return 0;
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      io.err(`${err.message}\n`);
-      return 1;
-    }
+    const config = await loadForCommand(source, io);
+    if (typeof config === 'number') return config;
+    for (const warning of sourceWarnings(config)) io.err(`warning: ${warning}\n`);
+    io.out(`${sourceName(source)} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
+    return 0;
   }
 
-  let config: Config;
-  try {
-    config = source ? await loadConfig(source, io.env) : demoConfig(io.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.err(`${err.message}\n`);
-    return 1;
-  }
+  const config = source ? await loadForCommand(source, io) : demoConfig(io.env);
+  if (typeof config === 'number') return config;
   if (!becomeUser(config, io)) return 1;
   const log = io.log ?? createLogger(io.out);
   let running: RunningServer;

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import { formatListen, isLoopbackHost, isObject, optionalBoolean, optionalString, stringList, unknownKeys } from './config-fields.ts';
+import { isLoopbackHost, isObject, optionalBoolean, optionalString, stringList, unknownKeys } from './config-fields.ts';
 import { resolveSourcePaths, SOURCE_KINDS, sourceProblems, type SourceConfigs } from './sources/registry.ts';
 
 /** A relying party allowed to sign people in through guestlist. */
@@ -57,7 +57,7 @@ export interface Config extends SourceConfigs {
   demo: boolean;
 }
 
-export const DEFAULT_LISTEN = '127.0.0.1:8080';
+const DEFAULT_LISTEN = '127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_BRANDING: BrandingConfig = { title: 'guestlist' };
 export const DEFAULT_RATE_LIMITS: RateLimits = { authorize: 60, interaction: 60, token: 300, pending: 50 };
@@ -265,7 +265,6 @@ function validateIssuer(value: unknown, problems: string[]): string | undefined 
   return value;
 }
 
-
 function validateListen(value: unknown, env: Env, problems: string[]): Config['listen'] | undefined {
   if (typeof value !== 'string') {
     problems.push('listen: must be "host:port", e.g. "127.0.0.1:8080" or "0.0.0.0:8080"');
@@ -291,8 +290,6 @@ function validateListen(value: unknown, env: Env, problems: string[]): Config['l
   }
   return { host, port };
 }
-
-
 
 function validateGroups(value: unknown, problems: string[]): Record<string, string[]> {
   if (value === undefined || value === null) return {};
@@ -394,8 +391,6 @@ function uriList(value: unknown, at: string, problems: string[], optional: boole
   return list;
 }
 
-
-
 function validateBranding(value: unknown, problems: string[]): BrandingConfig {
   if (value === undefined || value === null) return { ...DEFAULT_BRANDING };
   if (!isObject(value)) {
@@ -450,9 +445,4 @@ function validateRateLimits(value: unknown, problems: string[]): RateLimits {
   };
   return Object.fromEntries(keys.map((k) => [k, limit(k)])) as unknown as RateLimits;
 }
-
-
-
-
-
 

@@ -1,4 +1,4 @@
-// Things that anonymous requests make the server remember (pending sign-ins, bound Plex PINs),
+// Things that anonymous requests make the server remember (pending sign-ins, sign-in bindings),
 // counted per client network until each expires, so that one network's share can be capped and
 // the whole kept bounded. Entries leave from the front once expired: kept in the order they came,
 // which is nearly expiry order. A stale entry that waits behind a live one only ever makes the

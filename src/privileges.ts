@@ -4,7 +4,7 @@ import { join } from 'node:path';
 // The container starts as root for one reason: a Fly volume or a bind mount arrives root-owned,
 // and guestlist must write its keys there. So, when GUESTLIST_USER names who to become (the image
 // sets it to `node`), a process that finds itself root makes data_dir that user's and becomes
-// that user before it reads a key, opens a socket or loads the server. If it cannot, it stops:
+// that user before it reads a key, opens a socket or starts the server. If it cannot, it stops:
 // guestlist never serves as root.
 
 export class PrivilegeError extends Error {

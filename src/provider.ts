@@ -20,7 +20,7 @@ export const TTL = {
   Grant: 24 * 3600,
 } as const;
 
-const SCOPES = ['openid', 'email', 'profile', 'groups'];
+const SCOPE_STRING = ['openid', 'email', 'profile', 'groups'].join(' ');
 const AMBIENT_SESSION_TTL = 15 * 60;
 /** The extra authorization parameter whose validator is the ambient sign-in hook (see extraParams). */
 const AMBIENT_HOOK = 'guestlist_ambient';
@@ -145,13 +145,13 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
       if (grantId) {
         const existing = await oidc.provider.Grant.find(grantId);
         if (existing && existing.accountId === session.accountId) {
-          existing.addOIDCScope(SCOPES.join(' '));
+          existing.addOIDCScope(SCOPE_STRING);
           await existing.save();
           return existing;
         }
       }
       const grant = new oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId! });
-      grant.addOIDCScope(SCOPES.join(' '));
+      grant.addOIDCScope(SCOPE_STRING);
       await grant.save();
       return grant;
     },
@@ -204,7 +204,7 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
   }
 
   const provider = new Provider(config.issuer, configuration);
-  // The issuer is the only source of truth for our own URLs (see pinToIssuer in server.ts),
+  // The issuer is the only source of truth for our own URLs (see pinToIssuer in http/issuer.ts),
   // so the forwarded headers this trusts are ones guestlist set itself.
   provider.proxy = true;
   // koa's signed cookies through our signer (same signatures, a tenth of a login's CPU less).

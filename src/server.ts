@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readAsset } from './assets.ts';
 import { ConfigError, type Config } from './config.ts';
+import { formatListen } from './config-fields.ts';
 import { brandingStyles } from './http/branding.ts';
 import { clientNetwork } from './http/client-network.ts';
 import { crossOrigin } from './http/cross-origin.ts';
@@ -124,9 +125,8 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   });
 
   const { address, port } = server.address() as AddressInfo;
-  const host = address.includes(':') ? `[${address}]` : address;
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${formatListen({ host: address, port })}`,
     issuer: config.issuer,
     server,
     store,

@@ -50,9 +50,10 @@ export type ClientNetwork = (req: IncomingMessage) => Promise<string>;
  * TCP peer; a loopback peer is asked of the ambient sources, which may know who is behind it.
  */
 export function clientNetwork(clientIpHeader: string | undefined, ambient: AmbientSource[]): ClientNetwork {
+  const header = clientIpHeader?.toLowerCase();
   const find = async (req: IncomingMessage): Promise<string> => {
-    if (clientIpHeader) {
-      const value = String(req.headers[clientIpHeader.toLowerCase()] ?? '').split(',')[0]!.trim();
+    if (header) {
+      const value = String(req.headers[header] ?? '').split(',')[0]!.trim();
       if (isIP(value)) return networkOf(value);
     }
     const peer = peerOf(req);

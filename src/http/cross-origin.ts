@@ -3,13 +3,13 @@ import type { Middleware } from 'koa';
 /** The metadata anyone may read from any site: discovery (both names) and the public keys. */
 const PUBLIC_METADATA = new Set(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/jwks']);
 
-export /**
+/**
  * CORS: oidc-provider answers /token and /me with the caller's own Origin in
  * Access-Control-Allow-Origin (on preflights and errors alike). guestlist's clients are all
  * confidential and call those from their servers, so no page on another site may read anything
  * but the public metadata, which is the same for every origin: `*`, not an echo of the caller's.
  */
-function crossOrigin(): Middleware {
+export function crossOrigin(): Middleware {
   return async (ctx, next) => {
     const open = PUBLIC_METADATA.has(ctx.path);
     try {

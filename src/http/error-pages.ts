@@ -3,8 +3,8 @@ import type { Logger } from '../log.ts';
 import { answerStorageDown, StorageUnavailable } from '../storage/store.ts';
 import type { Pages } from './pages.ts';
 
-export /** Our routes' unexpected failures become a plain page; the details go to the log only. */
-function errorPages(log: Logger, pages: Pages): Middleware {
+/** Our routes' unexpected failures become a plain page; the details go to the log only. */
+export function errorPages(log: Logger, pages: Pages): Middleware {
   return async (ctx, next) => {
     try {
       await next();

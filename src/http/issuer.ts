@@ -1,15 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Middleware } from 'koa';
 
-// Every URL guestlist prints (discovery, redirects, form actions, the cookie's Secure flag)
-// comes from the configured issuer, never from the request.
-
-export /**
+/**
  * Our own URLs (discovery, redirects, cookie `Secure`) come from the configured issuer, never
  * from what a client or proxy put in Host or X-Forwarded-*: behind Fly.io or Cloudflare the
  * request arrives as plain http on an internal address, and the issuer is the public truth.
  */
-function pinToIssuer(issuer: string): Middleware {
+export function pinToIssuer(issuer: string): Middleware {
   const url = new URL(issuer);
   const proto = url.protocol.slice(0, -1);
   return async (ctx, next) => {
@@ -21,14 +18,14 @@ function pinToIssuer(issuer: string): Middleware {
   };
 }
 
-export /**
+/**
  * A request line may name a whole URL (absolute-form, `GET http://evil.example/auth HTTP/1.1`,
  * meant for proxies); koa would take that URL as the request's href, and oidc-provider builds
  * discovery, redirects and form actions from the href. So before koa sees a request, its target
  * becomes the path and query alone (the issuer supplies the rest, see pinToIssuer above); a target
  * that is neither (`*`, `host:port`, another scheme) is refused.
  */
-function originFormOnly(app: (req: IncomingMessage, res: ServerResponse) => unknown) {
+export function originFormOnly(app: (req: IncomingMessage, res: ServerResponse) => unknown) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const target = req.url ?? '';
     const absolute = /^https?:\/\/[^/?#]*/i.exec(target);

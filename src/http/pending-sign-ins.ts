@@ -36,8 +36,8 @@ export function pendingSignIns(options: PendingOptions): Middleware {
     ctx.body = pages.render('message', 'Too many sign-ins', { heading: 'Too many sign-ins in progress', message });
   };
 
+  if (perNetwork <= 0) return (_ctx, next) => next();
   return async (ctx, next) => {
-    if (perNetwork <= 0) return next();
     const resume = RESUME.exec(ctx.path);
     const starting = ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST');
     if (!starting && !resume) return next();

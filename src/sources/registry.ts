@@ -21,7 +21,6 @@ type Kind = (typeof KINDS)[number];
 /** The config sections of the sources, each optional: a source is on when its section is there. */
 export type SourceConfigs = { [K in Kind as K['name']]?: K extends SourceKind<string, infer C> ? C : never };
 
-export type { SourceDeps };
 // Seen from outside, a kind's section is opaque: only the kind itself reads it.
 export const SOURCE_KINDS = KINDS as unknown as readonly SourceKind<keyof SourceConfigs>[];
 
@@ -35,25 +34,26 @@ export function resolveSourcePaths(config: SourceConfigs, near: (path: string) =
   return out as SourceConfigs;
 }
 
+/** The kinds a config turns on, each with its section. */
+function configuredKinds(config: SourceConfigs): { kind: SourceKind<keyof SourceConfigs>; section: never }[] {
+  return SOURCE_KINDS.filter((kind) => config[kind.name] !== undefined).map((kind) => ({ kind, section: config[kind.name] as never }));
+}
+
+const present = (line: string | undefined): line is string => line !== undefined;
+
 /** Problems of the configured sources that depend on the rest of the config. */
 export function sourceProblems(config: SourceConfigs & { listen: Listen }, listenKey = 'listen'): string[] {
-  return SOURCE_KINDS.flatMap((kind) => {
-    const section = config[kind.name];
-    return section === undefined || !kind.problems ? [] : kind.problems(section as never, config.listen, listenKey);
-  }).filter((p): p is string => p !== undefined);
+  return configuredKinds(config).flatMap(({ kind, section }) => kind.problems?.(section, config.listen, listenKey) ?? []).filter(present);
 }
 
 /** Warnings about the configured sources: the config is valid, but `check` and the start say these. */
 export function sourceWarnings(config: SourceConfigs): string[] {
-  return SOURCE_KINDS.flatMap((kind) => {
-    const section = config[kind.name];
-    return section === undefined || !kind.warnings ? [] : kind.warnings(section as never);
-  }).filter((w): w is string => w !== undefined);
+  return configuredKinds(config).flatMap(({ kind, section }) => kind.warnings?.(section) ?? []).filter(present);
 }
 
 /** The names of the sources a config turns on. */
 export function configuredSources(config: SourceConfigs): string[] {
-  return SOURCE_KINDS.filter((k) => config[k.name] !== undefined).map((k) => k.name);
+  return configuredKinds(config).map(({ kind }) => kind.name);
 }
 
 export interface Sources {
@@ -76,12 +76,12 @@ export interface ServerDeps {
 
 /** The configured sources, made; the built-in demo puts its sample user behind Tailscale. */
 export function createSources(config: Config, deps: ServerDeps): Sources {
-  const configured = SOURCE_KINDS.filter((k) => config[k.name] !== undefined);
+  const configured = configuredKinds(config);
   const depsOf = (name: string): SourceDeps => {
     const timeoutMs = deps.timeoutsMs?.[name];
     return { issuer: deps.issuer, version: deps.version, bindings: scopedBindings(deps.bindings, name), ...(timeoutMs ? { timeoutMs } : {}) };
   };
-  const made = configured.map((k) => k.create(config[k.name] as never, depsOf(k.name)));
+  const made = configured.map(({ kind, section }) => kind.create(section, depsOf(kind.name)));
   let ambient = made.filter((s): s is AmbientSource => s.kind === 'ambient');
   const interactive = made.filter((s): s is InteractiveSource => s.kind === 'interactive');
   // Named before the demo takes their place: the demo signs in whoever tailscaled vouches for
@@ -91,7 +91,7 @@ export function createSources(config: Config, deps: ServerDeps): Sources {
   return {
     ambient,
     interactive,
-    views: [...configured.flatMap((k) => k.views ?? []), ...(config.demo ? ['demo', 'demo-result'] : [])],
+    views: [...configured.flatMap(({ kind }) => kind.views ?? []), ...(config.demo ? ['demo', 'demo-result'] : [])],
     isAmbient: (sub) => sub !== undefined && ambientNames.has(sourceOf(sub)),
   };
 }

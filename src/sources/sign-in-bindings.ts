@@ -13,6 +13,7 @@
 // and test/storage-conformance.test.ts holds both to them. A source sees only its own bindings
 // (scoped by its name), so two sources offered on one page never meet.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Refusal, type SignInStep, type StepOutcome } from './source.ts';
 
 /** Live bindings one network may hold at once: a person retries a few times, not twenty. */
@@ -34,7 +35,7 @@ export const FINISH_CLAIM_MS = 30_000;
 export type BindResult = 'bound' | 'taken' | 'network-full' | 'full';
 
 export interface Binding {
-  /** The upstream's name for what was started (a PIN id, a Quick Connect secret); binds once. */
+  /** The name of what was started upstream (a Plex PIN's id, the DeviceId of a Jellyfin Quick Connect request); binds once. */
   ref: string;
   /** When the upstream stops honouring it (ms since the epoch). */
   expiresAt: number;
@@ -97,7 +98,7 @@ export async function claimOrFollow(bindings: SignInBindings, step: Pick<SignInS
     const done = await step.finishedTo();
     if (done) return { redirect: done };
     if (!claimed) return undefined;
-    await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
+    await sleep(FOLLOW_EVERY_MS);
   }
   return undefined;
 }

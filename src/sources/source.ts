@@ -39,7 +39,7 @@ export type RefusalReason =
   | 'source-unavailable'
   | 'expired'
   | 'not-allowed'
-  /** The upstream answered but would not vouch for the person (plex.tv's 401 for their token). */
+  /** The upstream answered but would not vouch for this sign-in (plex.tv's 401 for the person's token, a PIN that is not this sign-in's). */
   | 'not-verified';
 
 /** A sign-in that cannot happen, with the words to tell the person why and the HTTP status. */

@@ -72,15 +72,13 @@ function growingLru<V extends {}>(max: number, options: Omit<LRUCache.Options<st
 
 function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: number | undefined, clock: { now(): number } | undefined) {
   const stores = new Map<string, LRUCache<string, string>>();
-  const maxEntries = new Map<string, number>();
   const storeFor = (model: string) => {
     let store = stores.get(model);
     if (!store) {
-      const { max, maxBytes } = bounds[model] ?? OTHER_MODEL;
+      const { maxBytes } = bounds[model] ?? OTHER_MODEL;
       // Bounded by bytes here and by count in upsert (see growingLru for why not by `max`).
       store = new LRUCache<string, string>({ maxSize: maxBytes, sizeCalculation: (v, k) => v.length + k.length, ...(clock ? { perf: clock } : {}) });
       stores.set(model, store);
-      maxEntries.set(model, max);
     }
     return store;
   };
@@ -89,7 +87,7 @@ function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: numbe
 
   function adapterFor(model: string): Adapter {
     const store = storeFor(model);
-    const max = maxEntries.get(model)!;
+    const { max } = bounds[model] ?? OTHER_MODEL;
     const find = async (id: string): Promise<AdapterPayload | undefined> => {
       const json = store.get(id);
       return json === undefined ? undefined : (JSON.parse(json) as AdapterPayload);

@@ -45,7 +45,7 @@ async function connect(url: string, log: Logger) {
 }
 
 /** The URL without its password, for logs and errors. */
-export function redact(url: string): string {
+function redact(url: string): string {
   const u = URL.parse(url);
   if (!u) return 'redis://(unparseable)';
   if (u.password) u.password = '***';
@@ -87,14 +87,16 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
   const key = (model: string, id: string) => `${PREFIX}${model}:${id}`;
 
   function adapterFor(model: string): Adapter {
-    const find = (id: string) => guard(async () => {
+    // Unguarded, for the operations below that already run under one guard.
+    const read = async (id: string) => {
       // The consumed mark lives beside the payload, so consuming is one atomic SET NX.
       const [json, consumed] = await client.mGet([key(model, id), `${key(model, id)}:consumed`]);
       if (!json) return undefined;
       const payload = JSON.parse(json) as AdapterPayload;
       if (consumed) payload.consumed = Number(consumed);
       return payload;
-    });
+    };
+    const find = (id: string) => guard(() => read(id));
     return {
       upsert: (id, payload, expiresIn) => guard(async () => {
         const ttl = entryTtlMs(expiresIn, clockToleranceMs);
@@ -112,7 +114,7 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
       find,
       findByUid: (uid) => guard(async () => {
         const id = await client.get(key('uid', uid));
-        return id ? find(id) : undefined;
+        return id ? read(id) : undefined;
       }),
       findByUserCode: async () => undefined, // the device flow is not enabled
       consume: (id) => guard(async () => {
@@ -124,7 +126,7 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
       }),
       destroy: (id) => guard(async () => {
         if (model === 'Session') {
-          const payload = await find(id);
+          const payload = await read(id);
           if (payload?.uid) await client.del(key('uid', payload.uid));
         }
         await client.del([key(model, id), `${key(model, id)}:consumed`]);

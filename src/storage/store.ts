@@ -48,7 +48,7 @@ export class StorageUnavailable extends Error {
 }
 
 /** The page a person sees while the shared store is away. */
-export const storageDownMessage = {
+const storageDownMessage = {
   heading: 'Sign-in is unavailable for a moment',
   message: 'guestlist cannot reach the storage it shares with its other instances, so it cannot sign anyone in right now. It recovers by itself when the storage is back: try again in a minute.',
 };

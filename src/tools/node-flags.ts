@@ -9,6 +9,6 @@
 // runs out of.
 // --no-maglev leaves V8 two tiers of compiled code instead of three: Maglev's own machine code and
 // the compiled functions it makes cost about 3 MB of an idle server's RSS (64 against 67 MB in
-// two runs each, after one login), and a login costs the same CPU without it (2.66-2.83 against
+// two runs each, after one login, before the bundle stopped loading fetch at start), and a login costs the same CPU without it (2.66-2.83 against
 // 2.65-2.72 ms in the same runs), since the hot paths reach TurboFan either way.
 export const SERVER_FLAGS: string[] = ['--max-semi-space-size=1', '--max-old-space-size=128', '--optimize-for-size', '--no-maglev'];

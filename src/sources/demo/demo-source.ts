@@ -4,7 +4,7 @@ import { isLoopback } from '../tailscale/tailscale.ts';
 // Only for the built-in demo (`npm start` with no config): there is no config key that turns it
 // on, and it refuses anyone who is not on this very machine.
 
-export const SAMPLE_USER: Identity = {
+const SAMPLE_USER: Identity = {
   source: 'demo',
   id: 'ada',
   login: 'ada@example.com',

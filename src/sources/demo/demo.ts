@@ -11,8 +11,8 @@ import { escapeHtml, Html, type Pages } from '../../http/pages.ts';
 // The relying party half is written the way an app would do it: state, nonce and PKCE, a code
 // exchange with the client secret, and the ID token verified against the published JWKS.
 
-export const DEMO_CLIENT_ID = 'demo';
-export const DEMO_CLIENT_SECRET = 'demo-secret-for-localhost-only';
+const DEMO_CLIENT_ID = 'demo';
+const DEMO_CLIENT_SECRET = 'demo-secret-for-localhost-only';
 
 export function demoConfig(env: Record<string, string | undefined> = process.env): Config {
   const port = env.PORT && /^\d+$/.test(env.PORT) ? Number(env.PORT) : 8080;

@@ -1,3 +1,4 @@
+import { isObject } from '../../config-fields.ts';
 import { Refusal, type Identity } from '../source.ts';
 import { normalUserId, type JellyfinConfig } from './config.ts';
 
@@ -198,8 +199,4 @@ export function identityOf(user: JellyfinUser, config: JellyfinConfig): Identity
 function describeFetchError(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? (err as Error).message;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

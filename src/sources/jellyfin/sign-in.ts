@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { bindRefused, claimOrFollow, type Binding, type SignInBindings } from '../sign-in-bindings.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import { identityOf, JellyfinUnavailable, REQUEST_LIFETIME_MS, type JellyfinClient } from './jellyfin.ts';
@@ -37,7 +38,11 @@ function requestOf(binding: Binding): Request | undefined {
   return { deviceId: binding.ref, secret, code, expiresAt: binding.expiresAt };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The page's answer while a request waits for the person: its code, and until when. */
+const pending = (request: Pick<Request, 'code' | 'expiresAt'>): StepOutcome =>
+  ({ json: { status: 200, body: { state: 'pending', code: request.code, expiresAt: request.expiresAt } } });
+
+const NO_LONGER_VALID = 'That Jellyfin code is no longer valid. Press the button to get a new one.';
 
 export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBindings): InteractiveSource {
   const { config } = jellyfin;
@@ -68,7 +73,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
     }
     // The reservation becomes the request: same reference, now with what Jellyfin handed out.
     await requests.restore(step.uid, { ref: deviceId, expiresAt, data: JSON.stringify({ secret: started.secret, code: started.code }) });
-    return { json: { status: 200, body: { state: 'pending', code: started.code, expiresAt } } };
+    return pending({ code: started.code, expiresAt });
   }
 
   return {
@@ -101,7 +106,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
             // A page opened twice, or reloaded: the code already handed out for this sign-in.
             const request = requestOf(bound);
             if (!request) return { json: { status: 409, retryAfter: 1, body: { error: 'A code is being made for this sign-in. Try again in a moment.' } } };
-            return { json: { status: 200, body: { state: 'pending', code: request.code, expiresAt: request.expiresAt } } };
+            return pending(request);
           }
           return startRequest(step);
         },
@@ -138,7 +143,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
               }
             }
             if (Date.now() + ASK_EVERY_MS >= until) {
-              return { json: { status: 200, body: request ? { state: 'pending', code: request.code, expiresAt: request.expiresAt } : { state: 'pending' } } };
+              return request ? pending(request) : { json: { status: 200, body: { state: 'pending' } } };
             }
             await sleep(ASK_EVERY_MS);
           }
@@ -150,7 +155,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
         once: true,
         async handle(step) {
           const bound = await claimOrFollow(requests, step);
-          if (!bound) return { page: { status: 400, notice: 'That Jellyfin code is no longer valid. Press the button to get a new one.' } };
+          if (!bound) return { page: { status: 400, notice: NO_LONGER_VALID } };
           if ('redirect' in bound) return bound;
           let settled = false;
           try {
@@ -165,7 +170,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
               // Not authorized yet, or Jellyfin no longer knows the request (it expired, or
               // Jellyfin restarted): only the second needs a new code.
               if (await jellyfin.state(request.secret, request.deviceId) === 'expired') {
-                return { page: { status: 400, notice: 'That Jellyfin code is no longer valid. Press the button to get a new one.' } };
+                return { page: { status: 400, notice: NO_LONGER_VALID } };
               }
               await requests.restore(step.uid, bound);
               settled = true;

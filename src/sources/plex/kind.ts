@@ -12,5 +12,5 @@ export const plexKind: SourceKind<'plex', PlexConfig> = {
   // Plex asks apps to keep one client identifier per installation; the issuer names ours.
   create: (section, deps) => plexSignIn(
     plexSource(section, `guestlist-${createHash('sha256').update(deps.issuer).digest('hex').slice(0, 24)}`, deps.version, deps.timeoutMs),
-    deps.bindings, deps.issuer),
+    deps.bindings),
 };

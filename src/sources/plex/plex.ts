@@ -1,3 +1,4 @@
+import { isObject } from '../../config-fields.ts';
 import type { PlexConfig } from './config.ts';
 import { Refusal, type Identity } from '../source.ts';
 
@@ -8,14 +9,13 @@ import { Refusal, type Identity } from '../source.ts';
 // identifier: the PIN, the account, and the account's resources. Nothing the browser says about
 // a token, an id or a verdict is used. The Plex token is used for two calls and dropped.
 
-export type PinState =
+type PinState =
   /** `code` is the PIN's secret half: only plex.tv and whoever created the PIN know it. */
   | { state: 'pending'; expiresAt: number; code: string }
   | { state: 'approved'; token: string }
   | { state: 'expired' };
 
 export interface PlexSource {
-  readonly name: 'plex';
   readonly clientIdentifier: string;
   readonly config: PlexConfig;
   /** Read a PIN from plex.tv; one that belongs to another client identifier counts as expired. */
@@ -92,7 +92,7 @@ function notVerified(what: string): Refusal {
 }
 
 /** plex.tv did not answer usefully: fail closed, and say so differently from "not allowed". */
-export class PlexUnavailable extends Refusal {
+class PlexUnavailable extends Refusal {
   constructor(detail: string) {
     super('source-unavailable', 'Plex is not answering',
       'guestlist could not check your Plex account with plex.tv just now, so it cannot sign you in. Try again in a minute.', detail);
@@ -128,7 +128,6 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
   }
 
   return {
-    name: 'plex',
     clientIdentifier,
     config,
 
@@ -191,8 +190,4 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
       };
     },
   };
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

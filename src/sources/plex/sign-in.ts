@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { isObject } from '../../config-fields.ts';
 import { bindRefused, claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import type { PlexSource } from './plex.ts';
@@ -17,7 +18,7 @@ import type { PlexSource } from './plex.ts';
 // a PIN approved by someone else (an attacker's account) cannot be slipped into another person's
 // sign-in, and nobody can bind a PIN they did not create.
 
-export function plexSignIn(plex: PlexSource, pins: SignInBindings, issuer: string): InteractiveSource {
+export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveSource {
   /** The same check for the page's finish and for Plex's forward back. */
   const finish = (returned: boolean) => async (step: SignInStep): Promise<StepOutcome> => {
     const bound = await claimOrFollow(pins, step);
@@ -108,7 +109,7 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings, issuer: strin
 }
 
 function readPostedPin(body: unknown): { id: number; code: string } | undefined {
-  const { id, code } = (typeof body === 'object' && body !== null ? body : {}) as { id?: unknown; code?: unknown };
+  const { id, code } = (isObject(body) ? body : {}) as { id?: unknown; code?: unknown };
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) return undefined;
   if (typeof code !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(code)) return undefined;
   return { id, code };

@@ -102,7 +102,7 @@ export function whois(socketPath: string, addr: string, timeoutMs = 3000, retrie
   });
 }
 
-export function parseWhois(body: string): WhoisResponse {
+function parseWhois(body: string): WhoisResponse {
   let value: unknown;
   try {
     // The reviver's third argument (Node 22+) carries the literal source text, so ids larger

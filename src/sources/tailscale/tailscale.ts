@@ -69,7 +69,7 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
   };
 }
 
-export function identityFromWhois(who: WhoisResponse, allowTagged: boolean): Identity {
+function identityFromWhois(who: WhoisResponse, allowTagged: boolean): Identity {
   const tags = who.Node.Tags ?? [];
   if (tags.length > 0) {
     // All tagged devices share one pseudo-user ("tagged-devices"): a tagged device is a
