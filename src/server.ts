@@ -12,6 +12,7 @@ import { home } from './http/home.ts';
 import { originFormOnly, pinToIssuer } from './http/issuer.ts';
 import { createPages, preloadViews } from './http/pages.ts';
 import { pendingSignIns } from './http/pending-sign-ins.ts';
+import { canonicalRoutes } from './http/provider-routes.ts';
 import { rateLimits } from './http/rate-limits.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { staticFiles } from './http/static-files.ts';
@@ -88,6 +89,8 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(pinToIssuer(config.issuer));
   // An interactive source's page may talk to its upstream from the browser (Plex's PIN).
   provider.use(securityHeaders(config.issuer, interactive.flatMap((s) => s.connectTo)));
+  // Before anything looks at a path: one spelling for each of oidc-provider's routes.
+  provider.use(canonicalRoutes());
   provider.use(crossOrigin());
   provider.use(healthz(VERSION));
   const network = clientNetwork(config.client_ip_header, ambient);

@@ -21,7 +21,7 @@ export function crossOrigin(): Middleware {
     }
     if (!open) return;
     if (ctx.response.get('Access-Control-Allow-Origin')) ctx.set('Access-Control-Allow-Origin', '*');
-    if (ctx.response.get('Vary').toLowerCase() === 'origin') ctx.remove('Vary');
+    if (String(ctx.response.get('Vary') ?? '').toLowerCase() === 'origin') ctx.remove('Vary');
     // A signing key stays published for 24 hours after it is replaced, so a copy of /jwks up to
     // 5 minutes old still verifies every token signed before the replacement (relying parties
     // fetch afresh when they meet a new key id), and discovery changes only with the config.

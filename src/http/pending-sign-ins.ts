@@ -2,6 +2,7 @@ import type { Context, Middleware } from 'koa';
 import { NetworkTally } from '../network-tally.ts';
 import type { ClientNetwork } from './client-network.ts';
 import type { Pages } from './pages.ts';
+import { routeOf } from './provider-routes.ts';
 
 // Every authorization request that needs a page starts a pending sign-in (oidc-provider's
 // Interaction), kept until it finishes or expires; anyone can start one without signing in. So
@@ -11,7 +12,7 @@ import type { Pages } from './pages.ts';
 // flooder, or at worst a newcomer, is told to wait; a sign-in already under way is never lost.
 
 const STARTED = /\/interaction\/([A-Za-z0-9_-]{1,64})$/;
-const RESUME = /^\/auth\/([A-Za-z0-9_-]{1,64})$/;
+const RESUME = /^\/auth\/([A-Za-z0-9_-]{1,64})$/;  // as provider-routes.ts spells a resume
 
 export interface PendingOptions {
   perNetwork: number;
@@ -38,8 +39,9 @@ export function pendingSignIns(options: PendingOptions): Middleware {
 
   if (perNetwork <= 0) return (_ctx, next) => next();
   return async (ctx, next) => {
-    const resume = RESUME.exec(ctx.path);
-    const starting = ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST');
+    const route = routeOf(ctx);
+    const resume = route === 'resume' ? RESUME.exec(ctx.path) : null;
+    const starting = route === 'authorization';
     if (!starting && !resume) return next();
     pending.prune(Date.now());
     let net: string | undefined;

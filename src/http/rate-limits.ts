@@ -2,12 +2,15 @@ import type { Context, Middleware } from 'koa';
 import type { ClientNetwork } from './client-network.ts';
 import type { Config } from '../config.ts';
 import type { Pages } from './pages.ts';
+import { routeOf } from './provider-routes.ts';
 import type { RateCounter } from '../storage/store.ts';
 
-// Per-network limits on the endpoints worth abusing: new authorization requests (each makes a
-// pending sign-in), the sign-in pages (each asks tailscaled or plex.tv something) and the token
-// endpoint (client secrets). A fixed one-minute window per network (see client-network.ts),
-// counted by the store (in memory, or in Redis when instances share state).
+// Per-network limits on the endpoints worth abusing: new authorization requests (each may make a
+// pending sign-in), the sign-in and sign-out pages (each asks tailscaled or plex.tv something, or
+// touches a session) and the token endpoint (client secrets). A fixed one-minute window per
+// network (see client-network.ts), counted by the store (in memory, or in Redis when instances
+// share state). Routes are found by name (provider-routes.ts), so every spelling and method the
+// provider's router takes for one of them counts against it.
 
 const WINDOW_MS = 60_000;
 
@@ -41,14 +44,15 @@ export function rateLimits(config: Config, pages: Pages, network: ClientNetwork,
   };
 
   return async (ctx, next) => {
-    if (ctx.path === '/token' && ctx.method === 'POST') {
+    const route = routeOf(ctx);
+    if (route === 'token') {
       if (await over(ctx, 'token', token)) {
         ctx.body = { error: 'temporarily_unavailable', error_description: 'too many token requests from this network; retry later' };
         return;
       }
-    } else if (ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST')) {
+    } else if (route === 'authorization') {
       if (await over(ctx, 'authorize', authorize)) return tooMany(ctx);
-    } else if (ctx.path.startsWith('/interaction/')) {
+    } else if (route === 'end_session' || route === 'end_session_confirm' || route === 'end_session_success' || ctx.path.startsWith('/interaction/')) {
       if (await over(ctx, 'interaction', interaction)) return tooMany(ctx);
     }
     return next();
