@@ -1,4 +1,4 @@
-import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Adapter, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { expiredPage, type AmbientSignIn } from './interactions.ts';
 import { cookieSigner } from './cookie-keys.ts';
 import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
@@ -6,6 +6,7 @@ import type { ClientConfig, Config } from './config.ts';
 import type { KeyMaterial } from './keys.ts';
 import type { Logger } from './log.ts';
 import { Html, type Pages } from './http/pages.ts';
+import { answerTooManySignIns, TooManySignIns } from './http/pending-sign-ins.ts';
 import { answerStorageDown, StorageUnavailable, type Store } from './storage/store.ts';
 
 // How guestlist configures oidc-provider, and why. The relying parties we must please:
@@ -41,14 +42,20 @@ export interface ProviderDeps {
    * them in (see interactions.ts). Then the code goes back in this same response: no page.
    */
   ambientSignIn(ctx: KoaContextWithOIDC): Promise<AmbientSignIn | undefined>;
+  /** The Interaction adapter as the pending sign-ins count it (see http/pending-sign-ins.ts). */
+  pendingInteractions(inner: Adapter): Adapter;
 }
 
-export function createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient, ambientSignIn }: ProviderDeps): Provider {
+export function createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient, ambientSignIn, pendingInteractions }: ProviderDeps): Provider {
   // Authorization requests whose person an ambient source verified in this very request.
   const verifiedNow = new WeakSet<object>();
 
   const configuration: Configuration = {
-    adapter: (model: string) => store.adapterFor(model),
+    adapter: (model: string) => {
+      const inner = store.adapterFor(model);
+      if (model === 'Interaction') return pendingInteractions(inner);
+      return inner;
+    },
     jwks: { keys: keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
       keys: keys.cookieSecrets,
@@ -159,6 +166,7 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
       // A resume whose sign-in is gone (expired, or lost in a restart) is not the app's fault.
       if (error instanceof errors.SessionNotFound) return expiredPage(ctx, clients, pages);
       if (error instanceof StorageUnavailable) return answerStorageDown(ctx, pages);
+      if (error instanceof TooManySignIns) return answerTooManySignIns(ctx, error, pages);
       ctx.type = 'html';
       ctx.body = pages.render('error', 'Sign-in problem', {
         heading: 'This sign-in request was not accepted',

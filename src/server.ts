@@ -80,8 +80,18 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   });
   preloadViews(views);
   const clients = new Map(config.clients.map((c) => [c.client_id, c]));
+  const network = clientNetwork(config.client_ip_header, ambient);
+  const pending = pendingSignIns({
+    perNetwork: config.rate_limits.pending,
+    ttlMs: TTL.Interaction * 1000,
+    network,
+    // Below what the memory store keeps of them, so a full house refuses newcomers instead of evicting.
+    quota: store.quota('pending', Math.floor(MODEL_BOUNDS.Interaction!.max * 0.8)),
+  });
   const provider = createProvider({
-    config, keys, store, accounts, log, pages, clients, isAmbient, ambientSignIn: ambientSignIn({ ambient, accounts, clients, log }),
+    config, keys, store, accounts, log, pages, clients, isAmbient,
+    ambientSignIn: ambientSignIn({ ambient, accounts, clients, log }),
+    pendingInteractions: pending.adapter,
   });
   await checkClients(provider, config);
 
@@ -93,17 +103,8 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(canonicalRoutes());
   provider.use(crossOrigin());
   provider.use(healthz(VERSION));
-  const network = clientNetwork(config.client_ip_header, ambient);
   provider.use(rateLimits(config, pages, network, store.counter));
-  provider.use(pendingSignIns({
-    perNetwork: config.rate_limits.pending,
-    // Below what the Interaction store holds, so a full house refuses newcomers instead of evicting.
-    max: Math.floor(MODEL_BOUNDS.Interaction!.max * 0.8),
-    ttlMs: TTL.Interaction * 1000,
-    network,
-    pages,
-    stillPending: async (uid) => (await provider.Interaction.find(uid)) !== undefined,
-  }));
+  provider.use(pending.middleware);
   provider.use(rememberApp(clients));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));

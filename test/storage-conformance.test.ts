@@ -1,6 +1,7 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { errors } from 'oidc-provider';
+import { networkOf, sharesOf, type Share } from '../src/network.ts';
 import { BINDS_PER_NETWORK, scopedBindings } from '../src/sources/sign-in-bindings.ts';
 import type { Identity } from '../src/sources/source.ts';
 import { createMemoryStore } from '../src/storage/memory.ts';
@@ -14,6 +15,8 @@ import { redisDuringTests, redisMissing } from './redis-server.ts';
 const GROUPS = { admins: ['alice@example.com'] };
 const ALICE: Identity = { source: 'tailscale', id: '1', login: 'alice@example.com', email: 'alice@example.com', emailVerified: true };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** One network's own share, as the store is handed it. */
+const net = (name: string, limit = 100): Share[] => [{ name, limit }];
 
 type Open = (options?: Partial<StoreOptions>) => Promise<Store>;
 
@@ -107,29 +110,38 @@ function conformance(open: Open) {
     const later = () => Date.now() + 60_000;
 
     test('a reference binds once; a full memory, for a network or for all, refuses new binds rather than forgetting old ones', async () => {
-      const { bindings } = await store({ bindingLimits: { perNetwork: 2, max: 3 } });
+      const { bindings } = await store({ bindingsMax: 3 });
       const expiresAt = later();
-      assert.equal(await bindings.bind('a', { ref: '1', expiresAt }, 'net-1'), 'bound');
-      assert.equal(await bindings.bind('b', { ref: '2', expiresAt }, 'net-1'), 'bound');
-      assert.equal(await bindings.bind('c', { ref: '3', expiresAt }, 'net-1'), 'network-full');
-      assert.equal(await bindings.bind('c', { ref: '3', expiresAt }, 'net-2'), 'bound');
-      assert.equal(await bindings.bind('d', { ref: '4', expiresAt }, 'net-3'), 'full');
-      assert.equal(await bindings.bind('e', { ref: '1', expiresAt }, 'net-4'), 'taken');
+      assert.equal(await bindings.bind('a', { ref: '1', expiresAt }, net('net-1', 2)), 'bound');
+      assert.equal(await bindings.bind('b', { ref: '2', expiresAt }, net('net-1', 2)), 'bound');
+      assert.equal(await bindings.bind('c', { ref: '3', expiresAt }, net('net-1', 2)), 'network-full');
+      assert.equal(await bindings.bind('c', { ref: '3', expiresAt }, net('net-2', 2)), 'bound');
+      assert.equal(await bindings.bind('d', { ref: '4', expiresAt }, net('net-3', 2)), 'full');
+      assert.equal(await bindings.bind('e', { ref: '1', expiresAt }, net('net-4', 2)), 'taken');
     });
 
     test('of two binds racing for one reference, one binds it and the other finds it taken', async () => {
       const { bindings } = await store();
       const binding = { ref: '7', expiresAt: later() };
-      const results = await Promise.all([bindings.bind('a', binding, 'net-1'), bindings.bind('b', binding, 'net-2')]);
+      const results = await Promise.all([bindings.bind('a', binding, net('net-1')), bindings.bind('b', binding, net('net-2'))]);
       assert.deepEqual(results.sort(), ['bound', 'taken']);
     });
 
-    test(`by default one network may hold ${BINDS_PER_NETWORK} live bindings`, async () => {
-      const { bindings } = await store();
+    test(`a source's network may hold ${BINDS_PER_NETWORK} live bindings, its /56 twice and its /48 four times as many`, async () => {
+      const plex = scopedBindings((await store()).bindings, 'plex');
       const expiresAt = later();
-      for (let id = 1; id <= BINDS_PER_NETWORK; id++) assert.equal(await bindings.bind(`i${id}`, { ref: String(id), expiresAt }, 'net-1'), 'bound');
-      assert.equal(await bindings.bind('one-more', { ref: '1000', expiresAt }, 'net-1'), 'network-full');
-      assert.equal(await bindings.bind('one-more', { ref: '1000', expiresAt }, 'net-2'), 'bound');
+      let ref = 0;
+      const bind = (address: string) => plex.bind(`i${++ref}`, { ref: String(ref), expiresAt }, networkOf(address));
+      for (let i = 0; i < BINDS_PER_NETWORK; i++) assert.equal(await bind('2001:db8:1:100::1'), 'bound');
+      assert.equal(await bind('2001:db8:1:100::2'), 'network-full');
+      // Another /64 of the same /56 has the rest of the /56's share, and no more.
+      for (let i = 0; i < BINDS_PER_NETWORK; i++) assert.equal(await bind('2001:db8:1:1ff::1'), 'bound');
+      assert.equal(await bind('2001:db8:1:1aa::1'), 'network-full');
+      // The /48's share: two /56s' worth.
+      for (let i = 0; i < 2 * BINDS_PER_NETWORK; i++) assert.equal(await bind(`2001:db8:1:2${String(i % 10).padStart(2, '0')}::1`), 'bound');
+      assert.equal(await bind('2001:db8:1:300::1'), 'network-full');
+      assert.equal(await bind('2001:db8:2::1'), 'bound');
+      assert.equal(await bind('192.0.2.1'), 'bound');
     });
 
     test('one finish claims the binding; the others are told it is finishing until it is restored or settled', async () => {
@@ -137,7 +149,7 @@ function conformance(open: Open) {
       const binding = { ref: '1', expiresAt: later(), data: '{"code":"123456"}' };
       assert.equal(await bindings.claim('a'), undefined);
       assert.equal(await bindings.peek('a'), undefined);
-      assert.equal(await bindings.bind('a', binding, 'net-1'), 'bound');
+      assert.equal(await bindings.bind('a', binding, net('net-1')), 'bound');
       assert.deepEqual(await bindings.peek('a'), binding);
       assert.deepEqual(await bindings.peek('a'), binding, 'peeking leaves it bound');
       assert.deepEqual(await bindings.claim('a'), binding);
@@ -149,28 +161,28 @@ function conformance(open: Open) {
       assert.equal(await bindings.claim('a'), undefined);
       assert.equal(await bindings.peek('a'), undefined);
       // Two finishes at once (a double click): one gets the binding.
-      assert.equal(await bindings.bind('b', { ...binding, ref: '2' }, 'net-1'), 'bound');
+      assert.equal(await bindings.bind('b', { ...binding, ref: '2' }, net('net-1')), 'bound');
       const claims = await Promise.all([bindings.claim('b'), bindings.claim('b')]);
       assert.deepEqual(claims.filter((c) => c === 'finishing'), ['finishing']);
     });
 
     test('a binding is forgotten once the upstream can no longer approve it', async () => {
-      const { bindings } = await store({ bindingLimits: { perNetwork: 1, max: 10 } });
-      assert.equal(await bindings.bind('a', { ref: '1', expiresAt: Date.now() + 1000 }, 'net'), 'bound');
-      assert.equal(await bindings.bind('b', { ref: '2', expiresAt: later() }, 'net'), 'network-full');
+      const { bindings } = await store();
+      assert.equal(await bindings.bind('a', { ref: '1', expiresAt: Date.now() + 1000 }, net('net', 1)), 'bound');
+      assert.equal(await bindings.bind('b', { ref: '2', expiresAt: later() }, net('net', 1)), 'network-full');
       await sleep(1100);
-      assert.equal(await bindings.bind('b', { ref: '2', expiresAt: later() }, 'net'), 'bound');
+      assert.equal(await bindings.bind('b', { ref: '2', expiresAt: later() }, net('net', 1)), 'bound');
       assert.equal(await bindings.claim('a'), undefined);
     });
 
     test('a released binding gives its place back to its network and its reference is free again', async () => {
-      const { bindings } = await store({ bindingLimits: { perNetwork: 1, max: 10 } });
+      const { bindings } = await store();
       const expiresAt = later();
-      assert.equal(await bindings.bind('a', { ref: 'r1', expiresAt }, 'net'), 'bound');
-      assert.equal(await bindings.bind('b', { ref: 'r2', expiresAt }, 'net'), 'network-full');
+      assert.equal(await bindings.bind('a', { ref: 'r1', expiresAt }, net('net', 1)), 'bound');
+      assert.equal(await bindings.bind('b', { ref: 'r2', expiresAt }, net('net', 1)), 'network-full');
       await bindings.release('a', 'r1');
       assert.equal(await bindings.peek('a'), undefined);
-      assert.equal(await bindings.bind('b', { ref: 'r2', expiresAt }, 'net'), 'bound');
+      assert.equal(await bindings.bind('b', { ref: 'r2', expiresAt }, net('net', 1)), 'bound');
       // Releasing a reference that is not the sign-in's own leaves the sign-in's binding alone.
       await bindings.release('b', 'r-other');
       assert.deepEqual(await bindings.peek('b'), { ref: 'r2', expiresAt });
@@ -181,26 +193,82 @@ function conformance(open: Open) {
       const plex = scopedBindings(bindings, 'plex');
       const jellyfin = scopedBindings(bindings, 'jellyfin');
       const expiresAt = later();
-      assert.equal(await plex.bind('uid', { ref: '42', expiresAt }, 'net'), 'bound');
-      assert.equal(await jellyfin.bind('uid', { ref: '42', expiresAt }, 'net'), 'bound');
+      const network = networkOf('192.0.2.9');
+      assert.equal(await plex.bind('uid', { ref: '42', expiresAt }, network), 'bound');
+      assert.equal(await jellyfin.bind('uid', { ref: '42', expiresAt }, network), 'bound');
       assert.deepEqual(await plex.claim('uid'), { ref: '42', expiresAt });
       assert.deepEqual(await jellyfin.peek('uid'), { ref: '42', expiresAt });
-      assert.equal(await plex.bind('other', { ref: '42', expiresAt }, 'net'), 'taken');
+      assert.equal(await plex.bind('other', { ref: '42', expiresAt }, network), 'taken');
+    });
+  });
+
+  describe('quotas (the places anonymous requests hold)', () => {
+    const later = () => Date.now() + 60_000;
+
+    test('a place is held against every share it is handed and the whole; a full one refuses, and nothing held is pushed out', async () => {
+      const pending = (await store()).quota('pending', 4);
+      const shares = (n: string) => [{ name: `${n}/64`, limit: 2 }, { name: 'p/56', limit: 3 }];
+      assert.equal(await pending.take('a', shares('x'), later()), 'ok');
+      assert.equal(await pending.take('a', shares('x'), later()), 'taken');
+      assert.equal(await pending.take('b', shares('x'), later()), 'ok');
+      assert.equal(await pending.take('c', shares('x'), later()), 'network-full');
+      assert.equal(await pending.take('c', shares('y'), later()), 'ok');
+      assert.equal(await pending.take('d', shares('z'), later()), 'network-full', 'the /56 is full');
+      assert.equal(await pending.take('d', net('q'), later()), 'ok');
+      assert.equal(await pending.take('e', net('r'), later()), 'full');
+      await pending.release('a');
+      assert.equal(await pending.take('e', net('r'), later()), 'ok');
+      assert.equal(await pending.take('f', shares('w'), later()), 'full');
+    });
+
+    test('quotas of different names are apart; a place frees itself when it expires', async () => {
+      const s = await store();
+      const one = s.quota('one', 1);
+      const two = s.quota('two', 1);
+      assert.equal(await one.take('a', net('n'), Date.now() + 300), 'ok');
+      assert.equal(await two.take('a', net('n'), later()), 'ok');
+      assert.equal(await one.take('b', net('m'), later()), 'full');
+      await sleep(400);
+      assert.equal(await one.take('b', net('m'), later()), 'ok');
+      assert.equal(await one.take('a', net('n'), later()), 'full', 'an expired key is not held');
     });
   });
 
   describe('rate counters', () => {
-    test('hits count up within a window, per key, and start again after it', async () => {
+    test('hits count per share within a window, and start again in the next', async () => {
       const { counter } = await store();
+      const limit2 = (name: string) => [{ name, limit: 2 }];
+      await sleep(300 - (Date.now() % 300)); // the start of a window
       const start = Date.now();
-      const first = await counter.hit('token 192.0.2.1', 300);
-      assert.equal(first.count, 1);
-      assert.ok(first.resetAt > start && first.resetAt <= Date.now() + 300, `resetAt ${first.resetAt - start} ms away`);
-      assert.equal((await counter.hit('token 192.0.2.1', 300)).count, 2);
-      assert.equal((await counter.hit('token 192.0.2.2', 300)).count, 1);
-      assert.equal((await counter.hit('token 192.0.2.1', 300)).count, 3);
-      await sleep(400);
-      assert.equal((await counter.hit('token 192.0.2.1', 300)).count, 1);
+      const first = await counter.hit(limit2('token 192.0.2.1'), 300);
+      assert.equal(first.over, false);
+      assert.ok(first.resetAt > start && first.resetAt <= start + 300, `resetAt ${first.resetAt - start} ms away`);
+      assert.equal((await counter.hit(limit2('token 192.0.2.1'), 300)).over, false);
+      assert.equal((await counter.hit(limit2('token 192.0.2.2'), 300)).over, false);
+      assert.equal((await counter.hit(limit2('token 192.0.2.1'), 300)).over, true);
+      await sleep(first.resetAt - Date.now() + 20);
+      assert.equal((await counter.hit(limit2('token 192.0.2.1'), 300)).over, false);
+    });
+
+    test('a request refused for its own network does not use up its wider prefixes\' share', async () => {
+      const { counter } = await store();
+      const of = (address: string) => sharesOf(networkOf(address), 2, 'authorize');
+      const hits = [];
+      for (let i = 0; i < 5; i++) hits.push((await counter.hit(of('2001:db8:1:1::1'), 60_000)).over);
+      assert.deepEqual(hits, [false, false, true, true, true]);
+      // The /56 allows 4: two more from a sibling /64, then it is over for all of the /56.
+      assert.equal((await counter.hit(of('2001:db8:1:2::1'), 60_000)).over, false);
+      assert.equal((await counter.hit(of('2001:db8:1:2::1'), 60_000)).over, false);
+      assert.equal((await counter.hit(of('2001:db8:1:3::1'), 60_000)).over, true);
+      // Another /56 of the /48 is not held back.
+      assert.equal((await counter.hit(of('2001:db8:1:100::1'), 60_000)).over, false);
+    });
+
+    test('a window holding as many shares as it may refuses new ones (fails closed) and keeps counting the others', async () => {
+      const { counter } = await store({ rateSharesMax: 3 });
+      for (const n of ['a', 'b', 'c']) assert.equal((await counter.hit(net(n, 10), 60_000)).over, false);
+      assert.equal((await counter.hit(net('d', 10), 60_000)).over, true);
+      assert.equal((await counter.hit(net('a', 10), 60_000)).over, false);
     });
   });
 }

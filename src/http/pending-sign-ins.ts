@@ -1,65 +1,89 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Context, Middleware } from 'koa';
-import { NetworkTally } from '../network-tally.ts';
+import type { Adapter } from 'oidc-provider';
+import { sharesOf } from '../network.ts';
+import type { Quota } from '../storage/store.ts';
 import type { ClientNetwork } from './client-network.ts';
 import type { Pages } from './pages.ts';
 import { routeOf } from './provider-routes.ts';
 
-// Every authorization request that needs a page starts a pending sign-in (oidc-provider's
-// Interaction), kept until it finishes or expires; anyone can start one without signing in. So
-// that a flood from one network cannot push out the sign-ins of everybody else, each network may
-// hold at most `perNetwork` of them at once, and when guestlist holds `max` in all (below what
-// the storage keeps, so nothing is ever evicted) new ones are refused. Both fail closed: the
-// flooder, or at worst a newcomer, is told to wait; a sign-in already under way is never lost.
-
-const STARTED = /\/interaction\/([A-Za-z0-9_-]{1,64})$/;
-const RESUME = /^\/auth\/([A-Za-z0-9_-]{1,64})$/;  // as provider-routes.ts spells a resume
+// An authorization request that needs a page makes a pending sign-in (oidc-provider's
+// Interaction), kept until it finishes or expires; anyone can make one without signing in. So
+// that a flood from one network cannot push out the sign-ins of everybody else, each network (and
+// each of its wider prefixes) may hold only its share of them at once, and when the quota's
+// maximum are pending in all, new ones are refused. Both fail closed: the flooder, or at worst a newcomer, is told to
+// wait; a sign-in already under way is never lost.
+//
+// The count is taken where a pending sign-in is made, in the Interaction adapter, not by route:
+// whatever spelling of /auth made it, it is counted, and a sign-in that needs no page (a tailnet
+// device, signed in within /auth itself) is never refused because pages are full.
 
 export interface PendingOptions {
   perNetwork: number;
-  max: number;
   ttlMs: number;
   network: ClientNetwork;
-  pages: Pages;
-  /** Whether the store still holds this pending sign-in (a failed resume leaves it there). */
-  stillPending(uid: string): Promise<boolean>;
+  /** The store's places for pending sign-ins (shared by every instance when the store is). */
+  quota: Quota;
 }
 
-export function pendingSignIns(options: PendingOptions): Middleware {
-  const { perNetwork, max, ttlMs, network, pages, stillPending } = options;
-  // By uid; one TTL for all, so insertion order is expiry order.
-  const pending = new NetworkTally<string>();
+/** A pending sign-in that could not be made; oidc-provider hands it to renderError, which shows `page`. */
+export class TooManySignIns extends Error {
+  readonly statusCode: number;
+  // oidc-provider's error handler: shown to the person, never a redirect to the app.
+  readonly expose = true;
+  readonly allow_redirect = false;
+  readonly error = 'temporarily_unavailable';
+  readonly error_description: string;
+  constructor(network: boolean) {
+    const message = network
+      ? 'Your network has started many sign-ins that have not finished yet. Finish or close them, or wait a few minutes, and try again.'
+      : 'guestlist has too many sign-ins in progress right now. Try again in a few minutes.';
+    super(message);
+    this.name = 'TooManySignIns';
+    this.statusCode = network ? 429 : 503;
+    this.error_description = network ? 'too many pending sign-ins from this network' : 'too many pending sign-ins';
+  }
+}
 
-  const refuse = (ctx: Context, status: number, message: string) => {
-    ctx.status = status;
-    ctx.set('Retry-After', '60');
-    ctx.set('Cache-Control', 'no-store');
-    ctx.type = 'html';
-    ctx.body = pages.render('message', 'Too many sign-ins', { heading: 'Too many sign-ins in progress', message });
-  };
+/** The page for a TooManySignIns. */
+export function answerTooManySignIns(ctx: Context, err: TooManySignIns, pages: Pages): void {
+  ctx.status = err.statusCode;
+  ctx.set('Retry-After', '60');
+  ctx.set('Cache-Control', 'no-store');
+  ctx.type = 'html';
+  ctx.body = pages.render('message', 'Too many sign-ins', { heading: 'Too many sign-ins in progress', message: err.message });
+}
 
-  if (perNetwork <= 0) return (_ctx, next) => next();
-  return async (ctx, next) => {
-    const route = routeOf(ctx);
-    const resume = route === 'resume' ? RESUME.exec(ctx.path) : null;
-    const starting = route === 'authorization';
-    if (!starting && !resume) return next();
-    pending.prune(Date.now());
-    let net: string | undefined;
-    if (starting) {
-      net = await network(ctx.req);
-      if (pending.count(net) >= perNetwork) {
-        return refuse(ctx, 429, 'Your network has started many sign-ins that have not finished yet. Finish or close them, or wait a few minutes, and try again.');
-      }
-      if (pending.size >= max) {
-        return refuse(ctx, 503, 'guestlist has too many sign-ins in progress right now. Try again in a few minutes.');
-      }
-    }
-    await next();
-    // Forgotten only once it is really gone: a resume without the sign-in's cookie fails and leaves
-    // it in the store, and must not free a place for another.
-    if (resume && pending.has(resume[1]!) && !(await stillPending(resume[1]!))) pending.delete(resume[1]!);
-    // oidc-provider sends the browser to /interaction/<uid> when it has made a pending sign-in.
-    const uid = ctx.status >= 300 && ctx.status < 400 ? STARTED.exec(ctx.response.get('Location').split('?')[0]!)?.[1] : undefined;
-    if (uid && !pending.has(uid)) pending.add(uid, net ?? await network(ctx.req), Date.now() + ttlMs);
+export interface PendingSignIns {
+  /** Around every request, so that the adapter knows which request makes a pending sign-in. */
+  middleware: Middleware;
+  /** oidc-provider's Interaction adapter, counting each new pending sign-in against its network. */
+  adapter(inner: Adapter): Adapter;
+}
+
+export function pendingSignIns(options: PendingOptions): PendingSignIns {
+  const { perNetwork, ttlMs, network, quota } = options;
+  const requests = new AsyncLocalStorage<Context>();
+  return {
+    middleware: (ctx, next) => (perNetwork > 0 ? requests.run(ctx, next) : next()),
+    adapter(inner) {
+      if (perNetwork <= 0) return inner;
+      return {
+        ...inner,
+        async upsert(id, payload, expiresIn) {
+          const ctx = requests.getStore();
+          // Made by an authorization request (saved again later by the interaction's own steps).
+          if (ctx && routeOf(ctx) === 'authorization') {
+            const taken = await quota.take(id, sharesOf(await network(ctx.req), perNetwork, 'pending'), Date.now() + ttlMs);
+            if (taken === 'network-full' || taken === 'full') throw new TooManySignIns(taken === 'network-full');
+          }
+          return inner.upsert(id, payload, expiresIn);
+        },
+        async destroy(id) {
+          await inner.destroy(id);
+          await quota.release(id);
+        },
+      };
+    },
   };
 }

@@ -1,16 +1,17 @@
 import type { Context, Middleware } from 'koa';
 import type { ClientNetwork } from './client-network.ts';
 import type { Config } from '../config.ts';
+import { sharesOf } from '../network.ts';
 import type { Pages } from './pages.ts';
 import { routeOf } from './provider-routes.ts';
 import type { RateCounter } from '../storage/store.ts';
 
 // Per-network limits on the endpoints worth abusing: new authorization requests (each may make a
 // pending sign-in), the sign-in and sign-out pages (each asks tailscaled or plex.tv something, or
-// touches a session) and the token endpoint (client secrets). A fixed one-minute window per
-// network (see client-network.ts), counted by the store (in memory, or in Redis when instances
-// share state). Routes are found by name (provider-routes.ts), so every spelling and method the
-// provider's router takes for one of them counts against it.
+// touches a session) and the token endpoint (client secrets). Fixed one-minute windows, per
+// network and per wider prefix (network.ts), counted by the store (in memory, or in Redis when
+// instances share state). Routes are found by name (provider-routes.ts), so every spelling and
+// method the provider's router takes for one of them counts against it.
 
 const WINDOW_MS = 60_000;
 
@@ -20,17 +21,15 @@ export function rateLimits(config: Config, pages: Pages, network: ClientNetwork,
   /** True when this request is over the limit; sets the 429 answer. */
   async function over(ctx: Context, bucket: string, limit: number): Promise<boolean> {
     if (limit <= 0) return false;
-    const now = Date.now();
-    let entry: { count: number; resetAt: number };
+    let hit: { over: boolean; resetAt: number };
     try {
-      entry = await counter.hit(`${bucket} ${await network(ctx.req)}`, WINDOW_MS);
+      hit = await counter.hit(sharesOf(await network(ctx.req), limit, bucket), WINDOW_MS);
     } catch {
       return false; // the shared store is down: the login itself will say so; do not add to it
     }
-    if (entry.count <= limit) return false;
-    const retryAfter = Math.max(1, Math.ceil((entry.resetAt - now) / 1000));
+    if (!hit.over) return false;
     ctx.status = 429;
-    ctx.set('Retry-After', String(retryAfter));
+    ctx.set('Retry-After', String(Math.max(1, Math.ceil((hit.resetAt - Date.now()) / 1000))));
     ctx.set('Cache-Control', 'no-store');
     return true;
   }

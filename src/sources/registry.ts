@@ -6,7 +6,7 @@ import { demoRoutes } from './demo/demo.ts';
 import { demoSource } from './demo/demo-source.ts';
 import { jellyfinKind } from './jellyfin/kind.ts';
 import { plexKind } from './plex/kind.ts';
-import { scopedBindings, type SignInBindings } from './sign-in-bindings.ts';
+import { scopedBindings, type BindingStore } from './sign-in-bindings.ts';
 import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
 import type { AmbientSource, InteractiveSource } from './source.ts';
 import { tailscaleKind } from './tailscale/kind.ts';
@@ -69,7 +69,7 @@ export interface Sources {
 export interface ServerDeps {
   issuer: string;
   version: string;
-  bindings: SignInBindings;
+  bindings: BindingStore;
   /** Upstream timeouts by source name (tests shorten them). */
   timeoutsMs?: Partial<Record<string, number>>;
 }

@@ -14,19 +14,13 @@
 // (scoped by its name), so two sources offered on one page never meet.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { sharesOf, type Network, type Share } from '../network.ts';
 import { Refusal, type SignInStep, type StepOutcome } from './source.ts';
 
-/** Live bindings one network may hold at once: a person retries a few times, not twenty. */
+/** Live bindings one network may hold at once (its /56 and /48 more: network.ts): a person retries a few times, not twenty. */
 export const BINDS_PER_NETWORK = 20;
 /** Live bindings in all. */
 export const BINDS_MAX = 10_000;
-
-export interface BindingLimits {
-  perNetwork: number;
-  max: number;
-}
-
-export const BINDING_LIMITS: BindingLimits = { perNetwork: BINDS_PER_NETWORK, max: BINDS_MAX };
 /** Never remember a binding longer than this, whatever the upstream says its lifetime is. */
 export const BINDING_LIFETIME_CAP_MS = 60 * 60_000;
 /** How long a finish may hold its claim (a few upstream calls, each with a timeout). */
@@ -43,9 +37,10 @@ export interface Binding {
   data?: string;
 }
 
-export interface SignInBindings {
-  /** Bind a reference (already proven to be this sign-in's) to it, for the network that asked. */
-  bind(interactionUid: string, binding: Binding, network: string): Promise<BindResult>;
+/** The bindings as a store keeps them: each bind counted against the shares it is handed. */
+export interface BindingStore {
+  /** Bind a reference (already proven to be this sign-in's) to it, counted against the asking network's shares. */
+  bind(interactionUid: string, binding: Binding, shares: Share[]): Promise<BindResult>;
   /** The sign-in's binding, without claiming it; 'finishing' while a finish holds it. */
   peek(interactionUid: string): Promise<Binding | 'finishing' | undefined>;
   /** Take the binding to finish with: only one caller gets it; until that caller settles or restores it, the others are told 'finishing'. */
@@ -62,19 +57,24 @@ export interface SignInBindings {
   release(interactionUid: string, ref: string): Promise<void>;
 }
 
+/** A source's bindings: a bind counts against the network that asked, and its wider prefixes. */
+export interface SignInBindings extends Omit<BindingStore, 'bind'> {
+  bind(interactionUid: string, binding: Binding, network: Network): Promise<BindResult>;
+}
+
 /** How long to remember a binding: until the upstream's expiry, within the cap. */
 export function retentionMs(expiresAt: number, now = Date.now()): number {
   return Math.max(1000, Math.min(expiresAt - now, BINDING_LIFETIME_CAP_MS));
 }
 
 /** One source's view of the store's bindings: its sign-ins and references, apart from any other source's. */
-export function scopedBindings(all: SignInBindings, source: string): SignInBindings {
+export function scopedBindings(all: BindingStore, source: string, perNetwork = BINDS_PER_NETWORK): SignInBindings {
   const uid = (u: string) => `${source}:${u}`;
   const inScope = (b: Binding): Binding => ({ ...b, ref: `${source}:${b.ref}` });
   const outOfScope = (b: Binding | 'finishing' | undefined): Binding | 'finishing' | undefined =>
     (b && b !== 'finishing' ? { ...b, ref: b.ref.slice(source.length + 1) } : b);
   return {
-    bind: (u, b, network) => all.bind(uid(u), inScope(b), network),
+    bind: (u, b, network) => all.bind(uid(u), inScope(b), sharesOf(network, perNetwork, 'bind')),
     peek: async (u) => outOfScope(await all.peek(uid(u))),
     claim: async (u) => outOfScope(await all.claim(uid(u))),
     restore: (u, b) => all.restore(uid(u), inScope(b)),

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PageValues } from '../http/pages.ts';
+import type { Network } from '../network.ts';
 
 // The seam between "who is this person?" and OpenID Connect. A source turns what it verified
 // itself (tailscaled's whois, plex.tv) into an Identity, or refuses with a reason a person can
@@ -78,7 +79,7 @@ export interface SignInStep {
   /** The pending sign-in (oidc-provider's interaction) this request belongs to. */
   readonly uid: string;
   /** The network the request comes from, to bound what it may make the server remember. */
-  network(): Promise<string>;
+  network(): Promise<Network>;
   /** The path of one of this source's actions for this sign-in; absolute (on the issuer) if asked. */
   actionUrl(action: string, absolute?: boolean): string;
   /** Where this sign-in went, if another request (on any instance) has already finished it. */

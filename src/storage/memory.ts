@@ -1,13 +1,13 @@
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { accountFor, type Account, type AccountStore } from '../accounts.ts';
-import { NetworkTally } from '../network-tally.ts';
-import { BINDING_LIMITS, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingLimits, type SignInBindings } from '../sources/sign-in-bindings.ts';
-import { entryTtlMs, GRANT_BOUND } from './models.ts';
-import type { RateCounter, Store, StoreOptions } from './store.ts';
+import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from '../sources/sign-in-bindings.ts';
+import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
+import type { Quota, RateCounter, Store, StoreOptions } from './store.ts';
+import { Tally } from './tally.ts';
 
 // The default store: everything in this process's memory, gone with it. Every part is bounded,
-// so a flood (of pending logins, of addresses, of sign-in bindings) can neither grow memory without
+// so a flood (of pending logins, of networks, of sign-in bindings) can neither grow memory without
 // bound nor push out what people who are signing in need. Entries expire by their own TTL.
 
 export interface ModelBound {
@@ -29,7 +29,7 @@ export const MODEL_BOUNDS: Record<string, ModelBound> = {
 const OTHER_MODEL: ModelBound = { max: 1_000, maxBytes: 1 * 2 ** 20 };
 
 const ACCOUNTS_MAX = 10_000;
-const RATE_KEYS_MAX = 50_000;
+
 
 export interface MemoryStoreOptions extends StoreOptions {
   /** Per-model bounds (tests make them small); MODEL_BOUNDS otherwise. */
@@ -49,11 +49,22 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
   const { adapterFor, sizes, purgeStale } = createModelStore(options.bounds ?? MODEL_BOUNDS, options.clockToleranceMs, options.clock);
   const purge = setInterval(purgeStale, 60_000);
   purge.unref();
+  const tallies = new Map<string, Tally>();
+  const quota = (name: string, max: number): Quota => {
+    let tally = tallies.get(name);
+    if (!tally) tallies.set(name, tally = new Tally(max));
+    const held = tally;
+    return {
+      take: async (key, shares, until) => held.take(key, shares, until),
+      release: async (key) => held.release(key),
+    };
+  };
   return {
     adapterFor,
     accounts: createAccountStore(options.groups, options.accountTtlSeconds),
-    bindings: createBindings(options.bindingLimits ?? BINDING_LIMITS),
-    counter: createRateCounter(),
+    bindings: createBindings(quota('bound', options.bindingsMax ?? BINDS_MAX), options.bindingsMax ?? BINDS_MAX),
+    quota,
+    counter: createRateCounter(options.rateSharesMax ?? RATE_SHARES_MAX),
     sizes,
     purgeStale,
     close: async () => clearInterval(purge),
@@ -165,23 +176,19 @@ function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number
   };
 }
 
-function createBindings(limits: BindingLimits): SignInBindings {
-  // Bound references, until the upstream can no longer approve them (lifetimes differ: a Plex
-  // PIN lives 15 or 30 minutes, a Jellyfin Quick Connect request 10).
-  const everBound = new NetworkTally<string>();
-  // Never larger than everBound, so its LRU bound never evicts.
-  const byInteraction = growingLru<Binding>(limits.max);
-  const finishing = growingLru<true>(limits.max, { ttl: FINISH_CLAIM_MS });
+function createBindings(everBound: Quota, max: number): BindingStore {
+  // everBound holds bound references until the upstream can no longer approve them (lifetimes
+  // differ: a Plex PIN lives 15 or 30 minutes, a Jellyfin Quick Connect request 10). These two
+  // are never larger than it, so their LRU bound never evicts.
+  const byInteraction = growingLru<Binding>(max);
+  const finishing = growingLru<true>(max, { ttl: FINISH_CLAIM_MS });
 
   return {
-    async bind(uid, binding, network) {
+    async bind(uid, binding, shares) {
       const now = Date.now();
-      everBound.prune(now);
-      if (everBound.has(binding.ref)) return 'taken';
-      if (everBound.count(network) >= limits.perNetwork) return 'network-full';
-      if (everBound.size >= limits.max) return 'full';
       const ttl = retentionMs(binding.expiresAt, now);
-      everBound.add(binding.ref, network, now + ttl);
+      const taken = await everBound.take(binding.ref, shares, now + ttl);
+      if (taken !== 'ok') return taken;
       byInteraction.set(uid, binding, { ttl });
       return 'bound';
     },
@@ -204,24 +211,31 @@ function createBindings(limits: BindingLimits): SignInBindings {
     },
     async release(uid, ref) {
       if (byInteraction.get(uid)?.ref === ref) byInteraction.delete(uid);
-      everBound.delete(ref);
+      await everBound.release(ref);
     },
   };
 }
 
-// A fixed window per key, in a bounded cache, so a flood of addresses cannot grow memory either.
-function createRateCounter(): RateCounter {
-  const counts = growingLru<{ n: number; resetAt: number }>(RATE_KEYS_MAX);
+// Fixed windows, all shares of one window in one map that the next window replaces whole: the
+// count of shares held is exact, and a flood of networks fills the map, never memory.
+function createRateCounter(maxShares: number): RateCounter {
+  let window = -1;
+  let counts = new Map<string, number>();
   return {
-    async hit(key, windowMs) {
-      const now = Date.now();
-      let entry = counts.get(key);
-      if (!entry || entry.resetAt <= now) {
-        entry = { n: 0, resetAt: now + windowMs };
-        counts.set(key, entry, { ttl: windowMs });
+    async hit(shares, windowMs) {
+      const index = Math.floor(Date.now() / windowMs);
+      if (index !== window) {
+        window = index;
+        counts = new Map();
       }
-      entry.n++;
-      return { count: entry.n, resetAt: entry.resetAt };
+      const resetAt = (index + 1) * windowMs;
+      for (const share of shares) {
+        const n = counts.get(share.name);
+        if (n === undefined && counts.size >= maxShares) return { over: true, resetAt };
+        counts.set(share.name, (n ?? 0) + 1);
+        if ((n ?? 0) + 1 > share.limit) return { over: true, resetAt };
+      }
+      return { over: false, resetAt };
     },
   };
 }

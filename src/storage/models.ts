@@ -1,4 +1,4 @@
-// How oidc-provider's models are kept, in either store.
+// How oidc-provider's models, and the rate counters, are kept in either store.
 
 // Models whose entries belong to a grant and must go when the grant is revoked
 // (for example when a code is replayed, every token issued from it is revoked).
@@ -11,3 +11,6 @@ export const CLOCK_TOLERANCE_MS = 15_000;
 export function entryTtlMs(expiresIn: number | undefined, toleranceMs = CLOCK_TOLERANCE_MS): number | undefined {
   return expiresIn && expiresIn > 0 ? expiresIn * 1000 + toleranceMs : undefined;
 }
+
+/** Shares a rate counter holds in one window (in memory, about 5 MB at the most). */
+export const RATE_SHARES_MAX = 50_000;

@@ -3,9 +3,9 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import { accountFor, type AccountStore } from '../accounts.ts';
 import type { Logger } from '../log.ts';
-import { BINDING_LIMITS, FINISH_CLAIM_MS, retentionMs, type Binding, type SignInBindings } from '../sources/sign-in-bindings.ts';
-import { entryTtlMs, GRANT_BOUND } from './models.ts';
-import { StorageUnavailable, type RateCounter, type Store, type StoreOptions } from './store.ts';
+import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from '../sources/sign-in-bindings.ts';
+import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
+import { StorageUnavailable, type Quota, type RateCounter, type Store, type StoreOptions, type TakeResult } from './store.ts';
 
 // The store for more than one instance, in Redis (or Valkey): everything a login needs across
 // requests, so any instance can take any step. Each value expires by its own TTL (Redis expiry).
@@ -81,8 +81,44 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 'finishing' end
 return false
 `;
 
+// A place is taken in one step, on any instance: the key is held (with the names of the shares
+// it counts against, for its release), and it is a member of each share's sorted set and of the
+// whole's, scored by its expiry, so that what has expired drops out by itself. KEYS: the held
+// key, the whole, then each share; ARGV: now, until, max, the key, the share names as JSON, then
+// each share's limit.
+const TAKE_SCRIPT = `
+local now = tonumber(ARGV[1])
+local expires = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'taken' end
+for i = 3, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i + 3]) then return 'network-full' end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 'full' end
+local ttl = math.max(1, expires - now)
+redis.call('SET', KEYS[1], ARGV[5], 'PX', ttl)
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], expires, ARGV[4])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 'ok'
+`;
+
+// One hash a window, a field a share; past the cap a share not seen yet is over (fails closed).
+// KEYS: the window's hash; ARGV: the cap, the window's remaining ms, then name and limit pairs.
+const HIT_SCRIPT = `
+for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 1 end
+  local n = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
+  if n > tonumber(ARGV[i + 1]) then return 1 end
+end
+return 0
+`;
+
 export async function openRedisStore(url: string, options: StoreOptions, log: Logger): Promise<Store> {
-  const { groups, accountTtlSeconds, bindingLimits = BINDING_LIMITS, clockToleranceMs } = options;
+  const { groups, accountTtlSeconds, bindingsMax = BINDS_MAX, rateSharesMax = RATE_SHARES_MAX, clockToleranceMs } = options;
   const client = await connect(url, log);
   const key = (model: string, id: string) => `${PREFIX}${model}:${id}`;
 
@@ -150,36 +186,40 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     }),
   };
 
-  const bindings: SignInBindings = {
+  /** Unguarded, for the bindings below, which already run under one guard. */
+  function quotaOf(name: string, max: number) {
+    const held = (k: string) => key(`quota:${name}:held`, k);
+    const all = key(`quota:${name}`, '*all*');
+    const share = (n: string) => key(`quota:${name}:of`, n);
+    return {
+      take: async (k: string, shares: { name: string; limit: number }[], until: number) => await client.eval(TAKE_SCRIPT, {
+        keys: [held(k), all, ...shares.map((s) => share(s.name))],
+        arguments: [String(Date.now()), String(Math.round(until)), String(max), k, JSON.stringify(shares.map((s) => s.name)), ...shares.map((s) => String(s.limit))],
+      }) as TakeResult,
+      release: async (k: string) => {
+        const names = await client.get(held(k));
+        const multi = client.multi().del(held(k)).zRem(all, k);
+        for (const n of names ? JSON.parse(names) as string[] : []) multi.zRem(share(n), k);
+        await multi.exec();
+      },
+    };
+  }
+  const quota = (name: string, max: number): Quota => {
+    const q = quotaOf(name, max);
+    return { take: (k, shares, until) => guard(() => q.take(k, shares, until)), release: (k) => guard(() => q.release(k)) };
+  };
+  const everBound = quotaOf('bound', bindingsMax);
+
+  const bindings: BindingStore = {
     // The rules of sources/sign-in-bindings.ts, as the memory store keeps them: a reference binds
-    // once while the upstream could still approve it, and a full memory (per network, or in all)
-    // refuses new binds. Live binds are counted in sorted sets scored by expiry, so what has
-    // expired drops out by itself.
-    bind: (uid, binding, network) => guard(async () => {
+    // once while the upstream could still approve it, and a full memory (for a network, one of its
+    // wider prefixes, or in all) refuses new binds.
+    bind: (uid, binding, shares) => guard(async () => {
       const now = Date.now();
       const ttl = retentionMs(binding.expiresAt, now);
-      const mine = key('bindings-of', network);
-      const all = key('bindings-of', '*all*');
-      const bound = key('bound', binding.ref);
-      const [, ofNetwork, , ofAll, taken] = await client.multi()
-        .zRemRangeByScore(mine, '-inf', now).zCard(mine)
-        .zRemRangeByScore(all, '-inf', now).zCard(all)
-        .exists(bound)
-        .exec() as unknown as [number, number, number, number, number];
-      // A reference bound before is 'taken' whatever else is full, as in memory (the SET NX
-      // below still decides between two binds racing for one reference).
-      if (taken) return 'taken';
-      if (ofNetwork >= bindingLimits.perNetwork) return 'network-full';
-      if (ofAll >= bindingLimits.max) return 'full';
-      // The network it counts against, for release().
-      const fresh = await client.set(bound, network, { NX: true, PX: ttl });
-      if (fresh === null) return 'taken';
-      const member = { score: now + ttl, value: binding.ref };
-      await client.multi()
-        .zAdd(mine, member).pExpire(mine, ttl, 'NX').pExpire(mine, ttl, 'GT')
-        .zAdd(all, member).pExpire(all, ttl, 'NX').pExpire(all, ttl, 'GT')
-        .set(key('binding', uid), JSON.stringify(binding), { PX: ttl })
-        .exec();
+      const taken = await everBound.take(binding.ref, shares, now + ttl);
+      if (taken !== 'ok') return taken;
+      await client.set(key('binding', uid), JSON.stringify(binding), { PX: ttl });
       return 'bound';
     }),
     peek: (uid) => guard(async () => {
@@ -200,22 +240,24 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
       .exec())),
     settle: (uid) => guard(async () => void (await client.del(key('finishing', uid)))),
     release: (uid, ref) => guard(async () => {
-      const bound = key('bound', ref);
-      const [network, json] = await client.mGet([bound, key('binding', uid)]);
-      const multi = client.multi().del(bound).zRem(key('bindings-of', '*all*'), ref);
-      if (network) multi.zRem(key('bindings-of', network), ref);
-      if (json && (JSON.parse(json) as Binding).ref === ref) multi.del(key('binding', uid));
-      await multi.exec();
+      const json = await client.get(key('binding', uid));
+      if (json && (JSON.parse(json) as Binding).ref === ref) await client.del(key('binding', uid));
+      await everBound.release(ref);
     }),
   };
 
   const counter: RateCounter = {
-    hit: (name, windowMs) => guard(async () => {
-      const k = key('rate', name);
-      const [count, , ttl] = await client.multi().incr(k).pExpire(k, windowMs, 'NX').pTTL(k).exec() as unknown as [number, number, number];
-      return { count, resetAt: Date.now() + Math.max(ttl, 0) };
+    hit: (shares, windowMs) => guard(async () => {
+      const now = Date.now();
+      const index = Math.floor(now / windowMs);
+      const resetAt = (index + 1) * windowMs;
+      const over = await client.eval(HIT_SCRIPT, {
+        keys: [key(`rate:${windowMs}`, String(index))],
+        arguments: [String(rateSharesMax), String(resetAt - now + 1000), ...shares.flatMap((s) => [s.name, String(s.limit)])],
+      });
+      return { over: over === 1, resetAt };
     }),
   };
 
-  return { adapterFor, accounts, bindings, counter, close: async () => void (await client.close()) };
+  return { adapterFor, accounts, bindings, quota, counter, close: async () => void (await client.close()) };
 }

@@ -4,28 +4,51 @@ import type { AccountStore } from '../accounts.ts';
 import type { Config } from '../config.ts';
 import type { Pages } from '../http/pages.ts';
 import type { Logger } from '../log.ts';
-import type { BindingLimits, SignInBindings } from '../sources/sign-in-bindings.ts';
+import type { Share } from '../network.ts';
+import type { BindingStore } from '../sources/sign-in-bindings.ts';
 import { createMemoryStore } from './memory.ts';
 
 // Everything guestlist remembers between requests, behind one seam: oidc-provider's models
 // (pending logins, sessions, grants, codes, tokens), the people signed in, what interactive
-// sources started upstream for each login (sources/sign-in-bindings.ts) and the rate-limit counters. Two stores keep it: memory.ts in this process (the default)
-// and redis.ts in a Redis shared by several instances. They follow the same rules, and
-// test/storage-conformance.test.ts runs one suite against both.
+// sources started upstream for each login (sources/sign-in-bindings.ts), the places anonymous
+// requests hold (quotas) and the rate-limit counters. Two stores keep it: memory.ts in this
+// process (the default) and redis.ts in a Redis shared by several instances. They follow the same
+// rules, and test/storage-conformance.test.ts runs one suite against both.
 
 export interface Store {
   /** oidc-provider's adapter for one model ('Session', 'AuthorizationCode', ...). */
   adapterFor(model: string): Adapter;
   accounts: AccountStore;
-  bindings: SignInBindings;
+  bindings: BindingStore;
+  /** The places of one kind (by name) that anonymous requests may hold, `max` in all. */
+  quota(name: string, max: number): Quota;
   counter: RateCounter;
   /** Releases what the store holds (a connection, a timer). */
   close(): Promise<void>;
 }
 
-/** Hits per key in the current window. */
+/**
+ * Requests per share (a network, each of its wider prefixes) in fixed windows of `windowMs`
+ * (one length per counter). A request counts against its shares narrowest first and stops at the
+ * first that is over its limit, so a request refused for its own network does not use up what its
+ * wider prefixes leave to their other networks. The counter holds at most so many shares a window;
+ * past that it fails closed: `over` for a share it has not seen.
+ */
 export interface RateCounter {
-  hit(key: string, windowMs: number): Promise<{ count: number; resetAt: number }>;
+  hit(shares: Share[], windowMs: number): Promise<{ over: boolean; resetAt: number }>;
+}
+
+/** 'taken': the key is held already; the others refuse: a share, or everybody's places, is full. */
+export type TakeResult = 'ok' | 'taken' | 'network-full' | 'full';
+
+/**
+ * Places that anonymous requests make guestlist keep (a pending sign-in, a Plex PIN bound to one),
+ * each held against its shares until it expires or is released. When a share or the whole is
+ * full, new places are refused: nothing held is ever pushed out to make room.
+ */
+export interface Quota {
+  take(key: string, shares: Share[], until: number): Promise<TakeResult>;
+  release(key: string): Promise<void>;
 }
 
 export interface StoreOptions {
@@ -33,8 +56,10 @@ export interface StoreOptions {
   groups: Record<string, string[]>;
   /** How long an account is remembered: as long as the session that carries it. */
   accountTtlSeconds: number;
-  /** How many live sign-in bindings there may be (tests make them few); BINDING_LIMITS otherwise. */
-  bindingLimits?: BindingLimits;
+  /** How many live sign-in bindings there may be in all (tests make them few); BINDS_MAX otherwise. */
+  bindingsMax?: number;
+  /** How many shares a rate counter holds in a window (tests make them few); RATE_SHARES_MAX otherwise. */
+  rateSharesMax?: number;
   /** How long an entry outlives its expiry (tests shorten it); CLOCK_TOLERANCE_MS otherwise. */
   clockToleranceMs?: number;
 }

@@ -2,9 +2,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import type { ClientConfig } from '../../src/config.ts';
-import { networkOf } from '../../src/http/client-network.ts';
+import { networkOf } from '../../src/network.ts';
+import type { MemoryStore } from '../../src/storage/memory.ts';
+import { redisDuringTests, redisMissing } from '../redis-server.ts';
 import { ALICE, BOB_GITHUB } from '../fakes/tailscaled.ts';
-import { Browser, login, startTestEnv, type TestEnv } from '../helpers.ts';
+import { Browser, HEADSCALE, login, startTestEnv, type TestEnv } from '../helpers.ts';
 import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage } from '../plex-flow.ts';
 
 // What one network can do to everybody else's sign-ins: it is counted as one network however
@@ -43,13 +45,18 @@ async function flood(env: TestEnv, ip: string, count: number, concurrency = 16):
 
 describe('networks, not addresses', () => {
   test('an IPv6 client is one /64; an IPv4 client one address', () => {
-    assert.equal(networkOf('2001:db8:1:2::1'), '2001:db8:1:2::/64');
-    assert.equal(networkOf('2001:0db8:0001:0002:ffff:0:0:9'), '2001:db8:1:2::/64');
-    assert.equal(networkOf('2001:db8::1:2:3:4'), '2001:db8:0:0::/64');
-    assert.equal(networkOf('::1'), '0:0:0:0::/64');
-    assert.equal(networkOf('fe80::1%eth0'), 'fe80:0:0:0::/64');
-    assert.equal(networkOf('::ffff:203.0.113.9'), '203.0.113.9');
-    assert.equal(networkOf('203.0.113.9'), '203.0.113.9');
+    assert.equal(networkOf('2001:db8:1:2::1').name, '2001:db8:1:2::/64');
+    assert.equal(networkOf('2001:0db8:0001:0002:ffff:0:0:9').name, '2001:db8:1:2::/64');
+    assert.equal(networkOf('2001:db8::1:2:3:4').name, '2001:db8:0:0::/64');
+    assert.equal(networkOf('::1').name, '0:0:0:0::/64');
+    assert.equal(networkOf('fe80::1%eth0').name, 'fe80:0:0:0::/64');
+    assert.deepEqual(networkOf('::ffff:203.0.113.9'), { name: '203.0.113.9', wider: [] });
+    assert.deepEqual(networkOf('203.0.113.9'), { name: '203.0.113.9', wider: [] });
+  });
+
+  test('an IPv6 network lies in its /56 and its /48, which are counted too', () => {
+    assert.deepEqual(networkOf('2001:db8:1:2ab::1'), { name: '2001:db8:1:2ab::/64', wider: ['2001:db8:1:200::/56', '2001:db8:1::/48'] });
+    assert.deepEqual(networkOf('2001:db8:1:2ff:ffff::1').wider, ['2001:db8:1:200::/56', '2001:db8:1::/48']);
   });
 
   test('rotating addresses inside one IPv6 /64 gains nothing against the rate limit', async () => {
@@ -147,6 +154,96 @@ describe('a flood of authorization requests', () => {
       }
     } finally {
       await local.close();
+    }
+  });
+});
+
+/** How many entries of an oidc-provider model the server keeps (in its memory, or in the Redis it shares). */
+async function stored(env: TestEnv, model: string): Promise<number> {
+  const redis = env.config.storage;
+  if (!redis) return (env.server.store as MemoryStore).sizes()[model]?.entries ?? 0;
+  const { createClient } = await import('@redis/client');
+  const client = createClient({ url: redis });
+  await client.connect();
+  try {
+    return (await client.keys(`guestlist:${model}:*`)).filter((k) => !k.endsWith(':consumed')).length;
+  } finally {
+    await client.close();
+  }
+}
+
+/** One request from `ip` (as the proxy in front reports it); its status. */
+async function from(env: TestEnv, ip: string, path: string, method = 'GET', headers: Record<string, string> = {}): Promise<number> {
+  const target = new URL(env.server.url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: target.hostname, port: target.port, method, path, headers: { 'fly-client-ip': ip, ...headers } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Each of `count` addresses in turn (`address(i)`), `each` times; the statuses seen. */
+async function fromMany(env: TestEnv, count: number, each: number, address: (i: number) => string, path: string, method = 'GET'): Promise<Map<number, number>> {
+  const statuses = new Map<number, number>();
+  const jobs = Array.from({ length: count * each }, (_, n) => address(n % count));
+  const worker = async () => {
+    for (let ip = jobs.shift(); ip !== undefined; ip = jobs.shift()) {
+      const status = await from(env, ip, path, method);
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return statuses;
+}
+
+for (const storage of ['memory', 'Redis'] as const) {
+  describe(`what anonymous requests make guestlist store is bounded (${storage})`, { skip: storage === 'Redis' && redisMissing() }, () => {
+    const redis = storage === 'Redis' ? redisDuringTests() : undefined;
+    /** With Redis, two instances share it, and requests go to each in turn. */
+    const start = async (options: Parameters<typeof startTestEnv>[0]) => {
+      if (redis) process.env.GUESTLIST_TEST_REDIS_URL = redis.url;
+      try {
+        return await startTestEnv(options);
+      } finally {
+        delete process.env.GUESTLIST_TEST_REDIS_URL;
+      }
+    };
+
+    test('one IPv6 subscriber holds at most twice a network\'s share of unfinished sign-ins in its /56, four times in its /48', async () => {
+      const env = await start({ plex: true, clients: [FRIENDS], rate_limits: { pending: 5 }, client_ip_header: 'Fly-Client-IP' });
+      try {
+        // 80 /64s of one /56, each trying for its whole share.
+        const subscriber = await fromMany(env, 80, 5, (i) => `2001:db8:77:1${i.toString(16).padStart(2, '0')}::1`, authorizeUrl(env));
+        assert.equal(subscriber.get(303), 10, JSON.stringify([...subscriber]));
+        // The rest of its /48: two /56s' worth in all.
+        const site = await fromMany(env, 40, 5, (i) => `2001:db8:77:${(i + 2).toString(16)}00::1`, authorizeUrl(env));
+        assert.equal(site.get(303), 10, JSON.stringify([...site]));
+        assert.equal(await stored(env, 'Interaction'), 20);
+        // Someone in another /48 is not held back.
+        assert.equal(await from(env, '2001:db8:78::1', authorizeUrl(env)), 303);
+      } finally {
+        await env.close();
+      }
+    });
+  });
+}
+
+describe('when guestlist holds all the unfinished sign-ins it will', () => {
+  test('a newcomer who needs the sign-in page is told to wait, and a tailnet person who needs no page signs in', async () => {
+    const env = await startTestEnv({ plex: true, clients: [FRIENDS, HEADSCALE], rate_limits: { pending: 50 }, client_ip_header: 'Fly-Client-IP' });
+    try {
+      // 80 networks, each with its whole share: 4,000, all guestlist keeps.
+      const flood = await fromMany(env, 80, 50, (i) => `203.0.${113 + Math.floor(i / 250)}.${i % 250}`, authorizeUrl(env));
+      assert.equal(flood.get(303), 4000, JSON.stringify([...flood]));
+      assert.equal(await from(env, '198.51.100.200', authorizeUrl(env)), 503);
+      // Alice, on the tailnet, is signed in within /auth itself: no pending sign-in needed.
+      const alice = await login(env, { client: HEADSCALE, browser: new Browser(env, ALICE, { 'fly-client-ip': '198.51.100.201' }) });
+      assert.ok(alice.tokens, `HTTP ${alice.walk.status}`);
+    } finally {
+      await env.close();
     }
   });
 });

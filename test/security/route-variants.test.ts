@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Adapter } from 'oidc-provider';
 import { createPages } from '../../src/http/pages.ts';
 import { matchRoute, PROVIDER_ROUTES } from '../../src/http/provider-routes.ts';
 import { loadOrCreateKeys } from '../../src/keys.ts';
@@ -51,7 +52,7 @@ describe('routes are matched the way oidc-provider\'s router matches them', () =
     const provider = createProvider({
       config: env.config, keys: await loadOrCreateKeys(await tempDir()), store, accounts: store.accounts, log: () => {},
       pages: createPages(env.config.branding), clients: new Map(env.config.clients.map((c) => [c.client_id, c])),
-      isAmbient: () => false, ambientSignIn: async () => undefined,
+      isAmbient: () => false, ambientSignIn: async () => undefined, pendingInteractions: (inner: Adapter) => inner,
     });
     bare = createServer(provider.callback());
     await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
