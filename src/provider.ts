@@ -1,3 +1,4 @@
+import type { Middleware } from 'koa';
 import Provider, { errors, interactionPolicy, type Adapter, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { expiredPage, type AmbientSignIn } from './interactions.ts';
 import { cookieSigner } from './cookie-keys.ts';
@@ -7,6 +8,7 @@ import type { KeyMaterial } from './keys.ts';
 import type { Logger } from './log.ts';
 import { Html, type Pages } from './http/pages.ts';
 import { answerTooManySignIns, TooManySignIns } from './http/pending-sign-ins.ts';
+import { routeOf } from './http/provider-routes.ts';
 import { answerStorageDown, StorageUnavailable, type Store } from './storage/store.ts';
 
 // How guestlist configures oidc-provider, and why. The relying parties we must please:
@@ -53,6 +55,7 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
   const configuration: Configuration = {
     adapter: (model: string) => {
       const inner = store.adapterFor(model);
+      if (model === 'Session') return sessionsOfPeople(inner);
       if (model === 'Interaction') return pendingInteractions(inner);
       return inner;
     },
@@ -235,6 +238,44 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
     log('info', 'token issued', { client_id: ctx.oidc.client?.clientId, sub: ctx.oidc.account?.accountId });
   });
   return provider;
+}
+
+/**
+ * A session is stored only once someone is signed in to it. oidc-provider saves one for any
+ * browser it hands a session cookie, signed in or not (a sign-out with nobody signed in, a stale
+ * cookie at /auth): anyone could fill the store with them. A session with nobody in it holds
+ * nothing a later request needs; signOutWithNobody covers the one flow that relied on it.
+ */
+function sessionsOfPeople(inner: Adapter): Adapter {
+  return { ...inner, upsert: async (id, payload, expiresIn) => (payload.accountId ? inner.upsert(id, payload, expiresIn) : undefined) };
+}
+
+/**
+ * Sign-out for a browser with nobody signed in. oidc-provider would answer with a form that posts
+ * back to confirm, with a secret it keeps in a session made for the purpose, which
+ * sessionsOfPeople does not store. There is nothing to end, so once oidc-provider has checked the
+ * request (the client, id_token_hint, post_logout_redirect_uri), the browser goes straight where
+ * the confirmation would have sent it: back to the app, or to the signed-out page.
+ */
+export function signOutWithNobody(): Middleware {
+  return async (ctx, next) => {
+    await next();
+    if (routeOf(ctx) !== 'end_session' || ctx.status !== 200) return;
+    const { oidc } = ctx as unknown as KoaContextWithOIDC;
+    if (!oidc?.session || oidc.session.accountId) return;
+    const back = oidc.params?.post_logout_redirect_uri as string | undefined;
+    const state = oidc.params?.state as string | undefined;
+    const to = new URL(back ?? oidc.urlFor('end_session_success'));
+    if (back && state !== undefined) to.searchParams.set('state', state);
+    // The cookie of the session that was not stored would name nothing.
+    const session = oidc.provider.cookieName('session');
+    const cookies = ([] as string[]).concat(ctx.response.get('Set-Cookie') || []);
+    ctx.remove('Set-Cookie');
+    const kept = cookies.filter((c) => !c.startsWith(`${session}=`) && !c.startsWith(`${session}.sig=`));
+    if (kept.length) ctx.set('Set-Cookie', kept);
+    ctx.status = 303;
+    ctx.redirect(to.href);
+  };
 }
 
 /** Validate every client now: oidc-provider would otherwise only notice at its first login. */

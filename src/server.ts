@@ -19,7 +19,7 @@ import { staticFiles } from './http/static-files.ts';
 import { ambientSignIn, interactionRoutes, rememberApp } from './interactions.ts';
 import { loadOrCreateKeys } from './keys.ts';
 import { createLogger, type Logger } from './log.ts';
-import { checkClients, createProvider, TTL } from './provider.ts';
+import { checkClients, createProvider, signOutWithNobody, TTL } from './provider.ts';
 import { createSources, sourceProblems, sourceRoutes } from './sources/registry.ts';
 import { MODEL_BOUNDS } from './storage/memory.ts';
 import { openStore, type Store } from './storage/store.ts';
@@ -105,6 +105,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(healthz(VERSION));
   provider.use(rateLimits(config, pages, network, store.counter));
   provider.use(pending.middleware);
+  provider.use(signOutWithNobody());
   provider.use(rememberApp(clients));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));

@@ -96,6 +96,43 @@ describe('the authorization code flow, as apps use it', () => {
   });
 });
 
+describe('sign-out', () => {
+  const GRAFANA = { ...HEADSCALE, client_id: 'grafana', name: 'Grafana', post_logout_redirect_uris: ['https://grafana.example.test/login'] };
+  let env: TestEnv;
+  before(async () => {
+    env = await startTestEnv({ clients: [GRAFANA] });
+  });
+  after(() => env.close());
+
+  test('confirmed, it ends the session and goes back to the app with its state', async () => {
+    const browser = new Browser(env);
+    const { tokens } = await login(env, { browser, client: GRAFANA });
+    const back = encodeURIComponent(GRAFANA.post_logout_redirect_uris[0]!);
+    const page = await browser.walk(`${env.issuer}/session/end?id_token_hint=${tokens!.id_token}&post_logout_redirect_uri=${back}&state=s1`);
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(page.body)?.[1];
+    assert.ok(xsrf, page.body);
+    const done = await browser.post('/session/end/confirm', new URLSearchParams({ xsrf, logout: 'yes' }).toString(), 'application/x-www-form-urlencoded');
+    assert.equal(done.redirectedTo?.href, 'https://grafana.example.test/login?state=s1');
+    assert.equal(browser.cookie('_session'), undefined);
+  });
+
+  test('with nobody signed in, it goes straight back to the app (nothing to confirm, nothing stored)', async () => {
+    const browser = new Browser(env, null);
+    const back = encodeURIComponent(GRAFANA.post_logout_redirect_uris[0]!);
+    const done = await browser.walk(`${env.issuer}/session/end?client_id=grafana&post_logout_redirect_uri=${back}&state=s2`);
+    assert.equal(done.redirectedTo?.href, 'https://grafana.example.test/login?state=s2');
+    assert.equal(browser.cookie('_session'), undefined);
+    // Without an app to go back to, the signed-out page.
+    const plain = await browser.walk(`${env.issuer}/session/end`);
+    assert.equal(plain.status, 200);
+    assert.match(plain.body, /You are signed out/);
+    // An address the app did not register is refused, as with someone signed in.
+    const elsewhere = await browser.walk(`${env.issuer}/session/end?client_id=grafana&post_logout_redirect_uri=${encodeURIComponent('https://evil.example.test/')}`);
+    assert.equal(elsewhere.redirectedTo, undefined);
+    assert.equal(elsewhere.status, 400);
+  });
+});
+
 describe('keys survive a restart', () => {
   let env: TestEnv;
   before(async () => {

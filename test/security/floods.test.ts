@@ -228,6 +228,21 @@ for (const storage of ['memory', 'Redis'] as const) {
         await env.close();
       }
     });
+
+    test('a visitor with no session makes guestlist store none, however they ask to sign out', async () => {
+      const env = await start({ client_ip_header: 'Fly-Client-IP' });
+      try {
+        const statuses = await fromMany(env, 50, 4, (i) => `198.51.100.${i}`, '/session/end');
+        assert.deepEqual([...statuses], [[303, 200]]);
+        for (const path of ['/SESSION/END/', `/session/end?client_id=${HEADSCALE.client_id}`]) assert.equal(await from(env, '198.51.100.99', path), 303);
+        // A browser whose session cookie names a session that is gone, at /auth and at sign-out.
+        const stale = { cookie: '_session=stale-session-id; _session.sig=not-a-signature' };
+        for (const path of [authorizeUrl(env, HEADSCALE), '/session/end']) assert.notEqual(await from(env, '198.51.100.98', path, 'GET', stale), 500);
+        assert.equal(await stored(env, 'Session'), 0);
+      } finally {
+        await env.close();
+      }
+    });
   });
 }
 
