@@ -121,6 +121,9 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     connectionsCheckingInterval: Math.min(5_000, headersTimeout),
     maxHeaderSize: 16 * 1024,
   }, originFormOnly(provider.callback()));
+  server.on('connection', (socket) => {
+    for (const source of ambient) source.accepted?.(socket);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => {

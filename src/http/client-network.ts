@@ -14,7 +14,7 @@ const peers = new WeakMap<IncomingMessage, Peer>();
 export function peerOf(req: IncomingMessage): Peer {
   let peer = peers.get(req);
   if (!peer) {
-    peer = { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0, headers: req.headers };
+    peer = { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0, headers: req.headers, connection: req.socket };
     peers.set(req, peer);
   }
   return peer;

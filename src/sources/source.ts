@@ -27,11 +27,22 @@ export interface Identity {
   groups?: string[];
 }
 
+/** One TCP connection, the same object for every request it carries (a net.Socket). */
+export interface Connection {
+  readonly remoteAddress?: string | undefined;
+  readonly remotePort?: number | undefined;
+  /** The peer has closed its side (or the connection is gone). */
+  readonly readableEnded?: boolean;
+  readonly destroyed?: boolean;
+}
+
 /** The network facts of the request being signed in: the TCP peer, never a forwarded header. */
 export interface Peer {
   address: string;
   port: number;
   headers: IncomingHttpHeaders;
+  /** The connection the request came on; absent where a peer is made up (tests). */
+  connection?: Connection;
 }
 
 export type RefusalReason =
@@ -66,6 +77,11 @@ export interface AmbientSource {
   readonly name: string;
   /** Resolve the person behind this peer, or throw a Refusal. */
   identify(peer: Peer): Promise<Identity>;
+  /**
+   * A connection was accepted, before any request on it: a source whose answer could change with
+   * what the client does later (tailscaled forgets a proxied connection when it closes) asks now.
+   */
+  accepted?(connection: Connection): void;
   /**
    * Who is behind a peer that many people share (loopback, when tailscaled or `tailscale serve`
    * hands us every connection from 127.0.0.1), as a key for counting their requests; undefined

@@ -123,30 +123,41 @@ export class FakeTailscaled {
   /**
    * Userspace networking: every connection to the returned URL arrives at `target` from
    * 127.0.0.1 as a connection from `device` on the tailnet, byte for byte (headers included).
+   * The connection stays known to whois until both sides have closed, as current tailscaled
+   * keeps it; `forgetAtClientClose` plays older forwarders, which forgot it as soon as the client
+   * closed its side (a half-close), and passed the close on.
    */
-  async userspaceProxy(device: FakeDevice, target: string): Promise<string> {
+  async userspaceProxy(device: FakeDevice, target: string, options: { forgetAtClientClose?: boolean } = {}): Promise<string> {
     const to = new URL(target);
-    const server = createTcpServer((client) => {
+    const server = createTcpServer({ allowHalfOpen: true }, (client) => {
       client.pause();
       this.proxied.add(client);
-      const backend = connect({ host: to.hostname.replace(/^\[|\]$/g, ''), port: Number(to.port) });
+      const backend = connect({ host: to.hostname.replace(/^\[|\]$/g, ''), port: Number(to.port), allowHalfOpen: true });
       this.proxied.add(backend);
       let key: [string, number] | undefined;
+      const forget = () => {
+        if (key) this.unmapProxiedConnection(key[0], key[1]);
+      };
       backend.once('connect', () => {
         key = [backend.localAddress!, backend.localPort!];
         this.mapProxiedConnection(key[0], key[1], device);
         client.pipe(backend).pipe(client);
         client.resume();
       });
-      const close = () => {
-        if (key) this.unmapProxiedConnection(key[0], key[1]);
-        client.destroy();
-        backend.destroy();
+      if (options.forgetAtClientClose) client.once('end', forget);
+      let open = 2;
+      const closed = () => {
+        if (--open > 0) return;
+        forget();
         this.proxied.delete(client);
         this.proxied.delete(backend);
       };
-      client.on('close', close).on('error', close);
-      backend.on('close', close).on('error', close);
+      const fail = () => {
+        client.destroy();
+        backend.destroy();
+      };
+      client.once('close', closed).on('error', fail);
+      backend.once('close', closed).on('error', fail);
     });
     return this.listen(server);
   }

@@ -1,10 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli.ts';
+import type { MemoryStore } from '../../src/storage/memory.ts';
 import { ALICE, BOB_GITHUB, CI_RUNNER_TAGGED, type FakeDevice } from '../fakes/tailscaled.ts';
-import { Browser, login, startTestEnv, tempDir, type TestEnv } from '../helpers.ts';
+import { Browser, HEADSCALE, login, startAuthorization, startTestEnv, tempDir, type TestEnv } from '../helpers.ts';
 
 // With tailscaled in userspace networking (the container default), a tailnet device's
 // connection reaches guestlist from 127.0.0.1, exactly where `tailscale serve` connects from.
@@ -79,6 +81,42 @@ describe('serve_headers behind userspace tailscaled', () => {
       env.tailscaled.fault = 'none';
     }
   });
+});
+
+describe('serve_headers and a device that half-closes its connection at once', () => {
+  /** One request written whole, and the client's side closed right after (Node then drops the answer). */
+  async function sendAndHalfClose(url: string, path: string, headers: Record<string, string>): Promise<void> {
+    const { hostname, port } = new URL(url);
+    const socket = connect({ host: hostname, port: Number(port), allowHalfOpen: true });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const lines = [`GET ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    socket.end(`${lines.join('\r\n')}\r\n\r\n`);
+    socket.resume();
+    await new Promise((resolve) => socket.once('close', resolve));
+  }
+
+  for (const forwarder of ['an older forwarder, which forgets it at the client\'s close', 'current tailscaled, which keeps it until both sides close']) {
+    test(`through ${forwarder}, forged Serve headers never sign the device in as someone else`, async () => {
+      const env = await startTestEnv({ tailscale: { serve_headers: true } });
+      try {
+        const url = await env.tailscaled.userspaceProxy(BOB_GITHUB, env.server.url, { forgetAtClientClose: forwarder.startsWith('an older') });
+        const auth = await startAuthorization(env, HEADSCALE);
+        await sendAndHalfClose(url, `${auth.url.pathname}${auth.url.search}`, FORGED);
+        // The answer never reaches the device (Node drops it after a half-close); what guestlist
+        // decided is in its log, or in the sign-in page it started for someone it could not name.
+        const decided = () => env.logs.some((l) => l.msg === 'login')
+          || ((env.server.store as MemoryStore).sizes().Interaction?.entries ?? 0) > 0;
+        for (let i = 0; i < 150 && !decided(); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(decided(), 'guestlist answered the request');
+        const signedIn = env.logs.filter((l) => l.msg === 'login' && l.outcome === 'signed-in').map((l) => l.sub);
+        // Never the Alice his headers named: Bob, as tailscaled knew him when he connected, or nobody.
+        assert.ok(signedIn.every((sub) => sub === 'tailscale:2915887766550002'), JSON.stringify(signedIn));
+        if (forwarder.startsWith('current')) assert.deepEqual(signedIn, ['tailscale:2915887766550002']);
+      } finally {
+        await env.close();
+      }
+    });
+  }
 });
 
 describe('serve_headers needs a loopback-only listener', () => {

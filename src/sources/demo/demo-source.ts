@@ -1,4 +1,4 @@
-import { Refusal, type AmbientSource, type Identity, type Peer } from '../source.ts';
+import { Refusal, type AmbientSource, type Connection, type Identity, type Peer } from '../source.ts';
 import { isLoopback } from '../tailscale/tailscale.ts';
 
 // Only for the built-in demo (`npm start` with no config): there is no config key that turns it
@@ -32,6 +32,9 @@ export function demoSource(tailscale?: AmbientSource): AmbientSource {
         }
       }
       return SAMPLE_USER;
+    },
+    accepted(connection: Connection): void {
+      tailscale?.accepted?.(connection);
     },
   };
 }

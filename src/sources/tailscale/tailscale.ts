@@ -1,22 +1,52 @@
 import { isIP } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { TailscaleConfig } from './config.ts';
 import { decodeRfc2047 } from './rfc2047.ts';
 import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from './localapi.ts';
-import { Refusal, type AmbientSource, type Identity, type Peer } from '../source.ts';
+import { Refusal, type AmbientSource, type Connection, type Identity, type Peer } from '../source.ts';
 
 // Zero-click sign-in for people on the tailnet: tailscaled already knows which user owns the
 // device at the other end of the TCP connection, so we ask it (whois) and never show a page.
 
+/**
+ * tailscaled registers a connection it proxies just after its dial to us completes
+ * (tailscale/tailscale#1616), so a whois asked the moment we accept may come before it.
+ */
+const REGISTRATION_RACE_MS = 25;
+
+/** A loopback connection tailscaled did not know, which its peer had closed by the time we asked. */
+const CLOSED_UNKNOWN = 'closed-unknown';
+
+type Answer = WhoisResponse | undefined | typeof CLOSED_UNKNOWN;
+
 export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000): AmbientSource {
-  // One whois per request: the rate limits ask who is behind a loopback peer, then the sign-in does.
-  const asked = new WeakMap<Peer, Promise<WhoisResponse | undefined>>();
-  const lookup = (peer: Peer): Promise<WhoisResponse | undefined> => {
-    let answer = asked.get(peer);
-    if (!answer) {
-      answer = whois(config.socket, whoisAddress(peer.address, peer.port), whoisTimeoutMs);
-      asked.set(peer, answer);
-    }
+  // Who is at the other end is asked once per connection, for every request it carries (the rate
+  // limits ask who is behind a loopback peer, then the sign-in does), and for a loopback
+  // connection the moment it is accepted. tailscaled knows a connection it proxies (userspace
+  // networking) only while it lasts, and older versions forgot it as soon as the device closed
+  // its side: a device that sent forged Serve headers and half-closed at once looked like Serve
+  // by the time its request was read. So the answer is taken when the connection arrives, and a
+  // loopback connection tailscaled does not know counts as Serve's only if it is still open then:
+  // Serve never closes its side before its answer, and a forwarder that forgets a connection
+  // because the device closed it passes that close on to us.
+  const byConnection = new WeakMap<Connection, Promise<Answer>>();
+  const ask = async (address: string, port: number, connection?: Connection): Promise<Answer> => {
+    const first = await whois(config.socket, whoisAddress(address, port), whoisTimeoutMs);
+    if (first || !isLoopback(address)) return first;
+    await sleep(REGISTRATION_RACE_MS);
+    const second = await whois(config.socket, whoisAddress(address, port), whoisTimeoutMs);
+    if (second) return second;
+    return connection?.readableEnded || connection?.destroyed ? CLOSED_UNKNOWN : undefined;
+  };
+  const askFor = (connection: Connection, address: string, port: number) => {
+    const answer = ask(address, port, connection);
+    answer.catch(() => {}); // a connection that never sends a request never hears the answer
+    byConnection.set(connection, answer);
     return answer;
+  };
+  const lookup = (peer: Peer): Promise<Answer> => {
+    if (!peer.connection) return ask(peer.address, peer.port);
+    return byConnection.get(peer.connection) ?? askFor(peer.connection, peer.address, peer.port);
   };
 
   return {
@@ -27,7 +57,7 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
       // from 127.0.0.1, just like `tailscale serve`'s own proxy; tailscaled knows the former (its
       // proxy mapper) and not the latter. A connection it knows is that device, whatever
       // Tailscale-User-* headers the device itself sent.
-      let who: WhoisResponse | undefined;
+      let who: Answer;
       try {
         who = await lookup(peer);
       } catch (err) {
@@ -36,10 +66,10 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
           'guestlist could not ask Tailscale who you are, so it cannot sign you in right now. Try again in a minute; if this keeps happening, tell whoever runs this site.',
           err.message);
       }
-      if (who) return identityFromWhois(who, config.allow_tagged);
+      if (who && who !== CLOSED_UNKNOWN) return identityFromWhois(who, config.allow_tagged);
       // A loopback connection tailscaled does not know: `tailscale serve` itself (or another
       // local process, which is why serve_headers also requires a loopback-only listener).
-      if (config.serve_headers && isLoopback(peer.address)) {
+      if (config.serve_headers && isLoopback(peer.address) && who !== CLOSED_UNKNOWN) {
         const fromHeaders = identityFromServeHeaders(peer);
         if (fromHeaders) return fromHeaders;
       }
@@ -48,14 +78,20 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
         `tailscaled does not know ${whoisAddress(peer.address, peer.port)}`);
     },
 
+    accepted(connection: Connection): void {
+      const { remoteAddress: address, remotePort: port } = connection;
+      if (address && port && isLoopback(address)) askFor(connection, address, port);
+    },
+
     async network(peer: Peer): Promise<string | undefined> {
       if (!isLoopback(peer.address)) return undefined;
-      let who: WhoisResponse | undefined;
+      let who: Answer;
       try {
         who = await lookup(peer);
       } catch {
         return undefined; // the sign-in itself will say Tailscale is not answering
       }
+      if (who === CLOSED_UNKNOWN) return undefined;
       if (who) return `tailscale:node:${who.Node.StableID}`;
       if (!config.serve_headers) return undefined;
       if (header(peer, 'tailscale-funnel-request')) {
