@@ -283,6 +283,24 @@ describe('the Jellyfin sign-in against a flood', () => {
     }
   });
 
+  test('a subscriber spreading over the /64s of its /56 gets twice a network\'s codes, and Jellyfin is asked no more', async () => {
+    const env = await startTestEnv({ jellyfin: true, clients: [MEDIA], client_ip_header: 'Fly-Client-IP', rate_limits: { authorize: 60, interaction: 60, token: 300, pending: 50 } });
+    try {
+      const statuses = new Map<number, number>();
+      // 60 /64s of one /56, one code each.
+      for (let i = 0; i < 60; i++) {
+        const p = await openJellyfinPage(env, MEDIA, from(env, `2001:db8:5:3${i.toString(16).padStart(2, '0')}::1`));
+        assert.equal(p.page.status, 200, `sign-in ${i + 1}: HTTP ${p.page.status}`);
+        const got = await getCode(p);
+        statuses.set(got.status, (statuses.get(got.status) ?? 0) + 1);
+      }
+      assert.deepEqual([...statuses], [[200, 40], [429, 20]]);
+      assert.equal(callsTo(env.jellyfin, '/QuickConnect/Initiate').length, 40);
+    } finally {
+      await env.close();
+    }
+  });
+
   test('past the interaction rate limit, the code and wait steps answer 429 and Jellyfin is not asked', async () => {
     const env = await startTestEnv({ jellyfin: true, clients: [MEDIA], client_ip_header: 'Fly-Client-IP', rate_limits: { interaction: 3 } });
     try {
