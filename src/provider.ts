@@ -223,6 +223,8 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
 
   provider.on('server_error', (ctx, err) => log('error', 'server error', { path: ctx.path, err: err.message, stack: err.stack }));
   const logOAuthError = (event: string) => (ctx: KoaContextWithOIDC, err: Error & { error?: string; error_description?: string; error_detail?: string }) => {
+    // The symptom of a flood, one line per refused request: the 429 and 503 pages are its record.
+    if (err instanceof TooManySignIns) return;
     log('warn', event, {
       client_id: ctx.oidc?.client?.clientId,
       error: err.error ?? err.message,

@@ -11,8 +11,8 @@ import { routeOf } from './provider-routes.ts';
 // Interaction), kept until it finishes or expires; anyone can make one without signing in. So
 // that a flood from one network cannot push out the sign-ins of everybody else, each network (and
 // each of its wider prefixes) may hold only its share of them at once, and when the quota's
-// maximum are pending in all, new ones are refused. Both fail closed: the flooder, or at worst a newcomer, is told to
-// wait; a sign-in already under way is never lost.
+// maximum are pending in all, new ones are refused. Both fail closed: the flooder, or at worst a
+// newcomer, is told to wait; a sign-in already under way is never lost.
 //
 // The count is taken where a pending sign-in is made, in the Interaction adapter, not by route:
 // whatever spelling of /auth made it, it is counted, and a sign-in that needs no page (a tailnet
@@ -26,7 +26,7 @@ export interface PendingOptions {
   quota: Quota;
 }
 
-/** A pending sign-in that could not be made; oidc-provider hands it to renderError, which shows `page`. */
+/** A pending sign-in that could not be made; oidc-provider hands it to renderError (provider.ts), which answers with the page below. */
 export class TooManySignIns extends Error {
   readonly statusCode: number;
   // oidc-provider's error handler: shown to the person, never a redirect to the app.
