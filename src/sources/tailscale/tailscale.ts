@@ -40,7 +40,10 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
   };
   const askFor = (connection: Connection, address: string, port: number) => {
     const answer = ask(address, port, connection);
-    answer.catch(() => {}); // a connection that never sends a request never hears the answer
+    // tailscaled not answering fails the request that waited for it (closed); the connection's
+    // next request asks again (a busy Serve connection may live long), and the closed-peer rule
+    // still holds then.
+    answer.catch(() => byConnection.delete(connection));
     byConnection.set(connection, answer);
     return answer;
   };
