@@ -223,7 +223,13 @@ async function keysInit(source: ConfigSource | undefined, io: CliIo): Promise<nu
   if (typeof config === 'number') return config;
   if (!becomeUser(config, io)) return 1;
   const created: string[] = [];
-  await loadOrCreateKeys(config.data_dir, { onCreate: (f) => created.push(f) });
+  try {
+    await loadOrCreateKeys(config.data_dir, { onCreate: (f) => created.push(f) });
+  } catch (err) {
+    if (!(err instanceof KeyFileError)) throw err;
+    io.err(`${err.message}\n`);
+    return 1;
+  }
   io.out(`${created.length ? `Created ${created.join(' and ')}.` : `The keys already exist in ${config.data_dir}.`}
 Give every instance the same ${SIGNING_KEYS_FILE} and ${COOKIE_SECRETS_FILE} (a volume seeded once), or
 set GUESTLIST_SIGNING_KEYS and GUESTLIST_COOKIE_SECRETS to their contents, e.g.

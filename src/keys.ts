@@ -65,23 +65,27 @@ export async function loadOrCreateKeys(dataDir: string, options: KeyOptions = {}
     const file = parseSigningKeys(fromEnv('GUESTLIST_SIGNING_KEYS'), 'GUESTLIST_SIGNING_KEYS');
     return { signingKeys: liveKeys(file, Date.now()), cookieSecrets: parseCookieSecrets(fromEnv('GUESTLIST_COOKIE_SECRETS'), 'GUESTLIST_COOKIE_SECRETS') };
   }
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  try {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw unusable(dataDir, 'create it', err);
+  }
 
   const keysPath = join(dataDir, SIGNING_KEYS_FILE);
-  let file = await readJson(keysPath, parseSigningKeys);
+  let file = await readJson(dataDir, SIGNING_KEYS_FILE, parseSigningKeys);
   if (!file && shared) throw new KeyFileError(sharedKeysMissing(keysPath));
   if (!file) {
     file = { keys: [await generateSigningKey()] };
-    await writeFileAtomic(keysPath, `${JSON.stringify(file, null, 2)}\n`);
+    await save(dataDir, SIGNING_KEYS_FILE, `${JSON.stringify(file, null, 2)}\n`);
     onCreate(keysPath);
   }
 
   const secretsPath = join(dataDir, COOKIE_SECRETS_FILE);
-  let cookieSecrets = await readJson(secretsPath, parseCookieSecrets);
+  let cookieSecrets = await readJson(dataDir, COOKIE_SECRETS_FILE, parseCookieSecrets);
   if (!cookieSecrets && shared) throw new KeyFileError(sharedKeysMissing(secretsPath));
   if (!cookieSecrets) {
     cookieSecrets = [randomBytes(32).toString('base64url')];
-    await writeFileAtomic(secretsPath, `${JSON.stringify({ secrets: cookieSecrets }, null, 2)}\n`);
+    await save(dataDir, COOKIE_SECRETS_FILE, `${JSON.stringify({ secrets: cookieSecrets }, null, 2)}\n`);
     onCreate(secretsPath);
   }
   return { signingKeys: liveKeys(file, Date.now()), cookieSecrets };
@@ -94,7 +98,7 @@ export async function loadOrCreateKeys(dataDir: string, options: KeyOptions = {}
  */
 export async function rotateSigningKey(dataDir: string, now = Date.now()): Promise<{ kid: string; published: string[] }> {
   const keysPath = join(dataDir, SIGNING_KEYS_FILE);
-  const file = await readJson(keysPath, parseSigningKeys);
+  const file = await readJson(dataDir, SIGNING_KEYS_FILE, parseSigningKeys);
   if (!file) throw new KeyFileError(`${keysPath} does not exist yet: start guestlist once to create it`);
   const retired = { ...file.retired };
   for (const key of file.keys) if (!retired[key.kid!]) retired[key.kid!] = new Date(now).toISOString();
@@ -104,7 +108,7 @@ export async function rotateSigningKey(dataDir: string, now = Date.now()): Promi
     keys: [fresh, ...kept],
     retired: Object.fromEntries(kept.map((k) => [k.kid!, retired[k.kid!]!])),
   };
-  await writeFileAtomic(keysPath, `${JSON.stringify(next, null, 2)}\n`);
+  await save(dataDir, SIGNING_KEYS_FILE, `${JSON.stringify(next, null, 2)}\n`);
   return { kid: fresh.kid!, published: next.keys.map((k) => k.kid!) };
 }
 
@@ -140,13 +144,37 @@ export async function writeFileAtomic(path: string, contents: string): Promise<v
   }
 }
 
-async function readJson<T>(path: string, parse: (value: unknown, path: string) => T): Promise<T | undefined> {
+/**
+ * Every way data_dir can fail (a file in its place, a mode that shuts guestlist out, a full or
+ * read-only disk) ends in one sentence naming data_dir, not in a stack trace: the person reading
+ * it is setting up a volume, not debugging guestlist.
+ */
+function unusable(dataDir: string, doing: string, err: unknown): KeyFileError {
+  const e = err as NodeJS.ErrnoException;
+  const why = e.code === 'EACCES' || e.code === 'EPERM' ? `permission denied to uid ${process.getuid?.()}, which guestlist runs as (data_dir must be that user's)`
+    : e.code === 'ENOTDIR' || e.code === 'EEXIST' ? 'it, or something on its path, is not a directory'
+      : e.code === 'EROFS' ? 'the file system is read-only'
+        : e.code === 'ENOSPC' ? 'no space is left on the device'
+          : e.message;
+  return new KeyFileError(`data_dir ${dataDir}: cannot ${doing}: ${why}`);
+}
+
+async function save(dataDir: string, name: string, contents: string): Promise<void> {
+  try {
+    await writeFileAtomic(join(dataDir, name), contents);
+  } catch (err) {
+    throw unusable(dataDir, `write ${name}`, err);
+  }
+}
+
+async function readJson<T>(dataDir: string, name: string, parse: (value: unknown, path: string) => T): Promise<T | undefined> {
+  const path = join(dataDir, name);
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new KeyFileError(`cannot read ${path}: ${(err as Error).message}`);
+    throw unusable(dataDir, `read ${name}`, err);
   }
   let value: unknown;
   try {

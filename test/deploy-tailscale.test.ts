@@ -1,7 +1,8 @@
-import { describe, test } from 'node:test';
+import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { parseConfig } from '../src/config.ts';
@@ -61,15 +62,37 @@ describe('the Fly recipe: one machine running tailscaled and guestlist', () => {
 });
 
 describe('the supervising entrypoint', () => {
-  /** Stand-ins on PATH: a tailscaled that opens its socket and runs until killed, a CLI that logs its calls. */
+  /**
+   * Stand-ins on PATH: a tailscaled that opens its socket and runs until killed, a CLI that logs its
+   * calls. The tailscaled writes its state the way the real one does (ipn/store's FileStore and
+   * the certificate store, through atomicfile.WriteFile: a temporary file in the directory, renamed
+   * into place, every path built under --statedir), at start and again at each SIGHUP.
+   */
   async function fakes() {
     const dir = await tempDir();
     const calls = join(dir, 'calls.log');
     writeFileSync(join(dir, 'tailscaled'), `#!${process.execPath}
 const { createServer } = require('node:net');
-const socket = process.argv.find((a) => a.startsWith('--socket=')).slice(9);
-require('node:fs').appendFileSync(${JSON.stringify(calls)}, 'tailscaled ' + process.argv.slice(2).join(' ') + '\\n');
-require('node:fs').writeFileSync(${JSON.stringify(join('DIR', 'tailscaled.pid'))}.replace('DIR', ${JSON.stringify(dir)}), String(process.pid));
+const fs = require('node:fs');
+const arg = (name) => process.argv.find((a) => a.startsWith(name + '=')).slice(name.length + 1);
+const socket = arg('--socket');
+const statedir = arg('--statedir');
+fs.appendFileSync(${JSON.stringify(calls)}, 'tailscaled ' + process.argv.slice(2).join(' ') + '\\n');
+fs.writeFileSync(${JSON.stringify(join(dir, 'tailscaled.pid'))}, String(process.pid));
+const write = (path, contents) => {
+  const tmp = path + '.tmp' + Math.random().toString(36).slice(2);
+  fs.writeFileSync(tmp, contents, { flag: 'wx', mode: 0o600 });
+  fs.renameSync(tmp, path);
+};
+let saves = 0;
+const save = () => {
+  write(statedir + '/tailscaled.state', JSON.stringify({ save: saves }));
+  fs.mkdirSync(statedir + '/certs', { recursive: true, mode: 0o700 });
+  write(statedir + '/certs/acme-account.key.pem', 'private ' + saves);
+  fs.appendFileSync(${JSON.stringify(calls)}, 'saved ' + saves++ + '\\n');
+};
+save();
+process.on('SIGHUP', save);
 createServer().listen(socket);
 process.on('SIGTERM', () => process.exit(0));
 `);
@@ -81,15 +104,25 @@ process.on('SIGTERM', () => process.exit(0));
 
   function run(shell: string[], dir: string, env: Record<string, string>, app: string[]) {
     const proc = spawn(shell[0]!, [...shell.slice(1), join(deploy, 'tailscale-entrypoint.sh'), ...app], {
-      env: { PATH: `${dir}:${process.env.PATH}`, TS_STATE_DIR: join(dir, 'state'), TS_SOCKET: join(dir, 'run/tailscaled.sock'), ...env },
+      env: { PATH: `${dir}:${shell.includes('/usr/bin/busybox') ? `${applets()}:` : ''}${process.env.PATH}`, TS_STATE_DIR: join(dir, 'state'), TS_SOCKET: join(dir, 'run/tailscaled.sock'), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
     proc.stdout.on('data', (c) => (output += c));
     proc.stderr.on('data', (c) => (output += c));
     const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    running.add(proc);
+    void exited.then(() => running.delete(proc));
     return { proc, exited, output: () => output };
   }
+  // A test that fails half-way still stops what it started (the entrypoint stops its children).
+  const running = new Set<ReturnType<typeof spawn>>();
+  afterEach(async () => {
+    await Promise.all([...running].filter((proc) => proc.exitCode === null && proc.signalCode === null).map((proc) => new Promise((resolve) => {
+      proc.on('exit', resolve);
+      proc.kill('SIGTERM');
+    })));
+  });
 
   const pidOf = async (file: string) => {
     for (let i = 0; i < 100 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
@@ -103,8 +136,41 @@ process.on('SIGTERM', () => process.exit(0));
       return false;
     }
   };
+  /** The exit code, or, if the entrypoint is still running after a while (it started everything), a stop and 'kept running'. */
+  const exitWithin = async (r: ReturnType<typeof run>, ms = 3000): Promise<number | null | 'kept running'> => {
+    const timer = new Promise<'kept running'>((res) => setTimeout(() => res('kept running'), ms));
+    const first = await Promise.race([r.exited, timer]);
+    if (first === 'kept running') {
+      r.proc.kill('SIGTERM');
+      await r.exited;
+    }
+    return first;
+  };
+  /** A directory that guestlist's user could read, with a file in it: where a planted link would send tailscaled. */
+  const readable = (path: string) => {
+    mkdirSync(path, { mode: 0o755 });
+    writeFileSync(join(path, 'mine'), 'x', { mode: 0o644 });
+    if (process.getuid?.() === 0) chownSync(path, 1000, 1000);
+    return path;
+  };
+  const modes = (path: string) => readdirSync(path).concat('.').map((n) => {
+    const st = lstatSync(join(path, n));
+    return [n, st.uid, st.gid, st.mode & 0o7777];
+  });
+  const canUnshare = process.getuid?.() === 0 && spawnSync('/usr/bin/unshare', ['--mount', 'true']).status === 0;
   /** The "app": records its pid, runs until TERM, and says that it got it. */
   const app = (dir: string) => ['/bin/sh', '-c', `echo $$ > ${dir}/app.pid; trap 'echo app stopped; exit 0' TERM; while :; do sleep 0.1; done`];
+
+  // In the image find, stat, id, mkdir and the rest are BusyBox applets too: under BusyBox ash the
+  // entrypoint finds those first on PATH.
+  let appletDir: string | undefined;
+  const applets = () => {
+    if (!appletDir) {
+      appletDir = mkdtempSync(join(tmpdir(), 'guestlist-busybox-'));
+      assert.equal(spawnSync('/usr/bin/busybox', ['--install', '-s', appletDir]).status, 0);
+    }
+    return appletDir;
+  };
 
   // The image runs it with Alpine's /bin/sh (BusyBox ash); Debian's is dash.
   const shells: [string, string[], string | false][] = [
@@ -118,7 +184,11 @@ process.on('SIGTERM', () => process.exit(0));
       const r = run(shell, dir, { TS_AUTHKEY: 'tskey-auth-test', TS_HOSTNAME: 'auth', PORT: '8080' }, app(dir));
       const appPid = await pidOf(join(dir, 'app.pid'));
       const log = readFileSync(calls, 'utf8');
-      assert.match(log, /^tailscaled --tun=userspace-networking --statedir=\S+\/state --socket=\S+\/run\/tailscaled\.sock$/m);
+      // The state directory, handed over open: see the tests below for why.
+      assert.match(log, /^tailscaled --tun=userspace-networking --statedir=\/proc\/self\/fd\/3 --socket=\S+\/run\/tailscaled\.sock$/m);
+      assert.deepEqual(JSON.parse(readFileSync(join(dir, 'state', 'tailscaled.state'), 'utf8')), { save: 0 });
+      assert.equal(statSync(join(dir, 'state')).mode & 0o777, 0o700);
+      assert.ok(!existsSync(`/proc/${appPid}/fd/3`), 'guestlist does not get the state directory\'s descriptor');
       assert.match(log, /^tailscale --socket=\S+ up --authkey=tskey-auth-test --hostname=auth$/m);
       assert.match(log, /^tailscale --socket=\S+ funnel --bg 8080$/m);
       assert.ok(alive(appPid));
@@ -143,6 +213,83 @@ process.on('SIGTERM', () => process.exit(0));
       const r = run(shell, dir, { TS_AUTHKEY: 'tskey-auth-test' }, ['/bin/sh', '-c', 'sleep 0.3; exit 3']);
       assert.equal(await r.exited, 1);
       assert.match(r.output(), /guestlist exited; stopping tailscaled/);
+    });
+
+    // guestlist's user owns /data, the volume tailscaled's state is on: between two boots it can put
+    // a link, or a directory of its own, where tailscaled's state directory is.
+    test(`${name}: a link planted at the state directory stops the start, and what it points at is untouched`, async () => {
+      const { dir, calls } = await fakes();
+      const elsewhere = readable(join(dir, 'elsewhere'));
+      const before = modes(elsewhere);
+      symlinkSync(elsewhere, join(dir, 'state'));
+      const r = run(shell, dir, { TS_AUTHKEY: 'tskey-auth-test' }, app(dir));
+      const code = await exitWithin(r);
+      assert.deepEqual(modes(elsewhere), before);
+      assert.equal(code, 1, r.output());
+      assert.match(r.output(), new RegExp(`^tailscale-entrypoint: refusing to start: ${join(dir, 'state')} is a symbolic link \\(to ${elsewhere}\\), and tailscaled's state directory`, 'm'));
+      assert.ok(!existsSync(calls), 'tailscaled was not started');
+    });
+
+    test(`${name}: a link on the way to the state directory stops the start too`, async () => {
+      const { dir, calls } = await fakes();
+      const elsewhere = readable(join(dir, 'elsewhere'));
+      const before = modes(elsewhere);
+      symlinkSync(elsewhere, join(dir, 'volume'));
+      const r = run(shell, dir, { TS_AUTHKEY: 'tskey-auth-test', TS_STATE_DIR: join(dir, 'volume', 'tailscale') }, app(dir));
+      const code = await exitWithin(r);
+      assert.deepEqual(modes(elsewhere), before);
+      assert.equal(code, 1, r.output());
+      assert.match(r.output(), new RegExp(`refusing to start: ${join(dir, 'volume')} is a symbolic link`));
+      assert.ok(!existsSync(calls));
+    });
+
+    test(`${name}: a state directory holding what tailscaled did not put there (a link, another user's directory) stops the start`, async () => {
+      const { dir, calls } = await fakes();
+      const elsewhere = readable(join(dir, 'elsewhere'));
+      const before = modes(elsewhere);
+      mkdirSync(join(dir, 'state'), { mode: 0o700 });
+      symlinkSync(elsewhere, join(dir, 'state', 'certs')); // where the TLS and ACME keys would go
+      const r = run(shell, dir, { TS_AUTHKEY: 'tskey-auth-test' }, app(dir));
+      const code = await exitWithin(r);
+      assert.deepEqual(modes(elsewhere), before);
+      assert.equal(code, 1, r.output());
+      assert.match(r.output(), new RegExp(`refusing to start: ${join(dir, 'state', 'certs')}, in tailscaled's state directory, is a symbolic link or belongs to another user`));
+      assert.ok(!existsSync(calls));
+      if (process.getuid?.() !== 0) return;
+      // A directory the unprivileged user made in place of the real one.
+      const { dir: dir2, calls: calls2 } = await fakes();
+      mkdirSync(join(dir2, 'state'), { mode: 0o755 });
+      chownSync(join(dir2, 'state'), 1000, 1000);
+      const r2 = run(shell, dir2, { TS_AUTHKEY: 'tskey-auth-test' }, app(dir2));
+      assert.equal(await exitWithin(r2), 1, r2.output());
+      assert.match(r2.output(), new RegExp(`refusing to start: tailscaled's state directory ${join(dir2, 'state')} belongs to uid 1000, not 0, so another user made it`));
+      assert.deepEqual([statSync(join(dir2, 'state')).uid, statSync(join(dir2, 'state')).mode & 0o777], [1000, 0o755]);
+      assert.ok(!existsSync(calls2));
+    });
+
+    test(`${name}: a link put in the state directory's place while tailscaled runs does not redirect its writes`, async () => {
+      const { dir, calls } = await fakes();
+      const r = run(shell, dir, { TS_AUTHKEY: 'tskey-auth-test' }, app(dir));
+      await pidOf(join(dir, 'app.pid'));
+      // What guestlist's user can do to /data while both run: move the directory, put a link there.
+      renameSync(join(dir, 'state'), join(dir, 'state.moved'));
+      const elsewhere = readable(join(dir, 'elsewhere'));
+      symlinkSync(elsewhere, join(dir, 'state'));
+      process.kill(await pidOf(join(dir, 'tailscaled.pid')), 'SIGHUP'); // the next state write
+      for (let i = 0; i < 100 && !readFileSync(calls, 'utf8').includes('saved 1'); i++) await new Promise((res) => setTimeout(res, 50));
+      assert.deepEqual(readdirSync(elsewhere), ['mine']);
+      assert.deepEqual(JSON.parse(readFileSync(join(dir, 'state.moved', 'tailscaled.state'), 'utf8')), { save: 1 });
+      assert.equal(readFileSync(join(dir, 'state.moved', 'certs', 'acme-account.key.pem'), 'utf8'), 'private 1');
+      r.proc.kill('SIGTERM');
+      assert.equal(await r.exited, 0, r.output());
+    });
+
+    test(`${name}: without /proc it refuses rather than hand tailscaled the directory by name`, { skip: canUnshare ? false : 'needs unshare --mount (root)' }, async () => {
+      const { dir, calls } = await fakes();
+      const r = run(['/usr/bin/unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', '/usr/bin/mount -t tmpfs none /proc && exec "$@"', 'sh', ...shell], dir, { TS_AUTHKEY: 'tskey-auth-test' }, app(dir));
+      assert.equal(await exitWithin(r), 1, r.output());
+      assert.match(r.output(), /refusing to start: \/proc\/self\/fd is not available/);
+      assert.ok(!existsSync(calls));
     });
 
     test(`${name}: without TS_AUTHKEY it says what to set, and starts nothing`, async () => {

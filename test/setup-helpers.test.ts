@@ -1,12 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { runCli } from '../src/cli.ts';
 import { loadConfigFile } from '../src/config.ts';
 import { ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE } from '../src/keys.ts';
-import { HEADSCALE, login, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
+import { freePort, HEADSCALE, login, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
 
 async function cli(args: string[], env: Record<string, string> = {}) {
   let out = '';
@@ -93,6 +94,70 @@ describe('guestlist keys rotate', () => {
       assert.equal(saved.keys.length, 2);
     } finally {
       await env2.close();
+    }
+  });
+});
+
+describe('a data_dir that cannot be used', () => {
+  const root = new URL('../', import.meta.url).pathname;
+  async function configFor(dataDir: (dir: string) => string) {
+    const dir = await tempDir();
+    await chmod(dir, 0o755);
+    const file = join(dir, 'guestlist.yaml');
+    await writeFile(file, `issuer: http://127.0.0.1:${await freePort()}\nlisten: 127.0.0.1:${await freePort()}\ndata_dir: ${dataDir(dir)}\ntailscale: {}\nclients: [{client_id: a, client_secret: 0123456789abcdef0123, redirect_uris: ["https://a.example.com/cb"]}]\n`, { mode: 0o644 });
+    return { dir, file };
+  }
+  /** The real program, as uid 1000 when the tests run as root: root may read a directory with mode 000. */
+  function run(args: string[]): Promise<{ code: number | null; output: string }> {
+    const asRoot = process.getuid?.() === 0;
+    const command = [...(asRoot ? ['/usr/bin/setpriv', '--reuid=1000', '--regid=1000', '--clear-groups'] : []), process.execPath, join(root, 'src/main.ts'), ...args];
+    const proc = spawn(command[0]!, command.slice(1), { env: { PATH: process.env.PATH! }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    proc.stdout.on('data', (c) => (output += c));
+    proc.stderr.on('data', (c) => (output += c));
+    return new Promise((resolve) => proc.on('exit', (code) => resolve({ code, output })));
+  }
+  const sentence = (text: string) => assert.doesNotMatch(text, /\n\s+at |^\s*\^/m, `a sentence, not a stack trace:\n${text}`);
+
+  test('a file where data_dir should be: keys init, keys rotate and serve say so in one sentence and exit 1', async () => {
+    const { dir, file } = await configFor((d) => join(d, 'data'));
+    await writeFile(join(dir, 'data'), 'not a directory');
+    for (const command of [['keys', 'init'], ['keys', 'rotate'], ['serve']]) {
+      const { code, out, err } = await cli([...command, '--config', file]);
+      assert.equal(code, 1, `${command.join(' ')}: ${out}${err}`);
+      assert.match(err, new RegExp(`^data_dir ${join(dir, 'data')}: cannot (create it|read signing-keys\\.json): it, or something on its path, is not a directory\n$`), command.join(' '));
+    }
+  });
+
+  test('a data_dir its user may not read (mode 000): keys init and keys rotate name it and the cause', async () => {
+    const { dir, file } = await configFor((d) => join(d, 'data'));
+    const data = join(dir, 'data');
+    await mkdir(data, { mode: 0o700 });
+    const uid = process.getuid?.() === 0 ? 1000 : process.getuid?.();
+    if (process.getuid?.() === 0) await chown(data, 1000, 1000);
+    await chmod(data, 0o000);
+    for (const command of [['keys', 'init'], ['keys', 'rotate']]) {
+      const { code, output } = await run([...command, '--config', file]);
+      sentence(output);
+      assert.equal(code, 1, output);
+      assert.equal(output, `data_dir ${data}: cannot read signing-keys.json: permission denied to uid ${uid}, which guestlist runs as (data_dir must be that user's)\n`);
+    }
+  });
+
+  test('a data_dir its user may read but not write (mode 500): keys init and keys rotate name it and the cause', async () => {
+    const { dir, file } = await configFor((d) => join(d, 'data'));
+    const data = join(dir, 'data');
+    await mkdir(data, { mode: 0o700 });
+    const uid = process.getuid?.() === 0 ? 1000 : process.getuid?.();
+    if (process.getuid?.() === 0) await chown(data, 1000, 1000);
+    assert.equal((await run(['keys', 'init', '--config', file])).code, 0);
+    await rm(join(data, 'cookie-secrets.json'));
+    await chmod(data, 0o500);
+    for (const [command, written] of [[['keys', 'init'], 'cookie-secrets.json'], [['keys', 'rotate'], 'signing-keys.json']] as const) {
+      const { code, output } = await run([...command, '--config', file]);
+      sentence(output);
+      assert.equal(code, 1, output);
+      assert.equal(output, `data_dir ${data}: cannot write ${written}: permission denied to uid ${uid}, which guestlist runs as (data_dir must be that user's)\n`);
     }
   });
 });
