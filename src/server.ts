@@ -11,7 +11,7 @@ import { healthz } from './http/healthz.ts';
 import { home } from './http/home.ts';
 import { originFormOnly, pinToIssuer } from './http/issuer.ts';
 import { createPages, preloadViews } from './http/pages.ts';
-import { pendingSignIns } from './http/pending-sign-ins.ts';
+import { PLACE_BYTES, pendingSignIns } from './http/pending-sign-ins.ts';
 import { canonicalRoutes } from './http/provider-routes.ts';
 import { rateLimits } from './http/rate-limits.ts';
 import { securityHeaders } from './http/security-headers.ts';
@@ -85,8 +85,9 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     perNetwork: config.rate_limits.pending,
     ttlMs: TTL.Interaction * 1000,
     network,
-    // Below what the memory store keeps of them, so a full house refuses newcomers instead of evicting.
-    quota: store.quota('pending', Math.floor(MODEL_BOUNDS.Interaction!.max * 0.8)),
+    // Below what the memory store keeps of them, in number and in bytes, so that a full house
+    // refuses newcomers instead of evicting anyone's.
+    quota: store.quota('pending', Math.floor(0.8 * Math.min(MODEL_BOUNDS.Interaction!.max, MODEL_BOUNDS.Interaction!.maxBytes / PLACE_BYTES))),
   });
   const provider = createProvider({
     config, keys, store, accounts, log, pages, clients, isAmbient,

@@ -221,6 +221,18 @@ function conformance(open: Open) {
       assert.equal(await pending.take('f', shares('w'), later()), 'full');
     });
 
+    test('a key may weigh several places: it counts as many against its shares and the whole', async () => {
+      const pending = (await store()).quota('pending', 6);
+      assert.equal(await pending.take('big', net('n', 4), later(), 3), 'ok');
+      assert.equal(await pending.take('more', net('n', 4), later(), 2), 'network-full');
+      assert.equal(await pending.take('one', net('n', 4), later()), 'ok');
+      assert.equal(await pending.take('other', net('m', 4), later(), 3), 'full');
+      assert.equal(await pending.take('other', net('m', 4), later(), 2), 'ok');
+      await pending.release('big');
+      assert.equal(await pending.take('more', net('n', 4), later(), 3), 'ok');
+      assert.equal(await pending.take('last', net('q', 4), later()), 'full');
+    });
+
     test('quotas of different names are apart; a place frees itself when it expires', async () => {
       const s = await store();
       const one = s.quota('one', 1);

@@ -16,7 +16,13 @@ import { routeOf } from './provider-routes.ts';
 //
 // The count is taken where a pending sign-in is made, in the Interaction adapter, not by route:
 // whatever spelling of /auth made it, it is counted, and a sign-in that needs no page (a tailnet
-// device, signed in within /auth itself) is never refused because pages are full.
+// device, signed in within /auth itself) is never refused because pages are full. It counts what
+// is kept, not requests: a sign-in takes one place for every PLACE_BYTES it stores (an app's
+// state and nonce are a few dozen bytes; an outsider's can be 14 KB), so that the places in all
+// fit in what the store keeps of them, in bytes as in number.
+
+/** What one place of a pending sign-in holds; typical ones take one place. */
+export const PLACE_BYTES = 2048;
 
 export interface PendingOptions {
   perNetwork: number;
@@ -74,7 +80,8 @@ export function pendingSignIns(options: PendingOptions): PendingSignIns {
           const ctx = requests.getStore();
           // Made by an authorization request (saved again later by the interaction's own steps).
           if (ctx && routeOf(ctx) === 'authorization') {
-            const taken = await quota.take(id, sharesOf(await network(ctx.req), perNetwork, 'pending'), Date.now() + ttlMs);
+            const weight = Math.ceil((id.length + JSON.stringify(payload).length) / PLACE_BYTES);
+            const taken = await quota.take(id, sharesOf(await network(ctx.req), perNetwork, 'pending'), Date.now() + ttlMs, weight);
             if (taken === 'network-full' || taken === 'full') throw new TooManySignIns(taken === 'network-full');
           }
           return inner.upsert(id, payload, expiresIn);

@@ -17,9 +17,9 @@ export interface ModelBound {
 
 // Each model gets its own cache, bounded both by entry count and by bytes, so a flood of one kind
 // (say, authorization requests nobody finishes) cannot evict the sessions and codes of others.
-// Sized for a small instance (256 MB): at most about 45 MB of state in the worst case.
+// Sized for a small instance (256 MB): at most about 47 MB of state in the worst case.
 export const MODEL_BOUNDS: Record<string, ModelBound> = {
-  Interaction: { max: 5_000, maxBytes: 8 * 2 ** 20 },
+  Interaction: { max: 5_000, maxBytes: 10 * 2 ** 20 },
   Session: { max: 10_000, maxBytes: 8 * 2 ** 20 },
   Grant: { max: 10_000, maxBytes: 6 * 2 ** 20 },
   AuthorizationCode: { max: 5_000, maxBytes: 6 * 2 ** 20 },
@@ -55,7 +55,7 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
     if (!tally) tallies.set(name, tally = new Tally(max));
     const held = tally;
     return {
-      take: async (key, shares, until) => held.take(key, shares, until),
+      take: async (key, shares, until, weight) => held.take(key, shares, until, weight),
       release: async (key) => held.release(key),
     };
   };

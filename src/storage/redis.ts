@@ -81,25 +81,26 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 'finishing' end
 return false
 `;
 
-// A place is taken in one step, on any instance: the key is held (with the names of the shares
-// it counts against, for its release), and it is a member of each share's sorted set and of the
-// whole's, scored by its expiry, so that what has expired drops out by itself. KEYS: the held
-// key, the whole, then each share; ARGV: now, until, max, the key, the share names as JSON, then
-// each share's limit.
+// A key is taken in one step, on any instance: it is held (with what its release must undo), and
+// each of its places is a member of each share's sorted set and of the whole's, scored by its
+// expiry, so that what has expired drops out by itself. KEYS: the held key, the whole, then each
+// share; ARGV: now, until, max, the weight, what to hold, then the places' members, then each
+// share's limit.
 const TAKE_SCRIPT = `
 local now = tonumber(ARGV[1])
 local expires = tonumber(ARGV[2])
+local weight = tonumber(ARGV[4])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'taken' end
 for i = 3, #KEYS do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i + 3]) then return 'network-full' end
+  if redis.call('ZCARD', KEYS[i]) + weight > tonumber(ARGV[5 + weight + i - 2]) then return 'network-full' end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 'full' end
+if redis.call('ZCARD', KEYS[2]) + weight > tonumber(ARGV[3]) then return 'full' end
 local ttl = math.max(1, expires - now)
 redis.call('SET', KEYS[1], ARGV[5], 'PX', ttl)
 for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], expires, ARGV[4])
+  for m = 1, weight do redis.call('ZADD', KEYS[i], expires, ARGV[5 + m]) end
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return 'ok'
@@ -191,22 +192,30 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     const held = (k: string) => key(`quota:${name}:held`, k);
     const all = key(`quota:${name}`, '*all*');
     const share = (n: string) => key(`quota:${name}:of`, n);
+    /** A key's places, as members of the sorted sets: the key itself when it weighs one. */
+    const places = (k: string, weight: number) => (weight === 1 ? [k] : Array.from({ length: weight }, (_, i) => `${k}#${i}`));
     return {
-      take: async (k: string, shares: { name: string; limit: number }[], until: number) => await client.eval(TAKE_SCRIPT, {
-        keys: [held(k), all, ...shares.map((s) => share(s.name))],
-        arguments: [String(Date.now()), String(Math.round(until)), String(max), k, JSON.stringify(shares.map((s) => s.name)), ...shares.map((s) => String(s.limit))],
-      }) as TakeResult,
+      take: async (k: string, shares: { name: string; limit: number }[], until: number, weight = 1) => {
+        const members = places(k, weight);
+        return await client.eval(TAKE_SCRIPT, {
+          keys: [held(k), all, ...shares.map((s) => share(s.name))],
+          arguments: [String(Date.now()), String(Math.round(until)), String(max), String(weight),
+            JSON.stringify({ shares: shares.map((s) => s.name), members }), ...members, ...shares.map((s) => String(s.limit))],
+        }) as TakeResult;
+      },
       release: async (k: string) => {
-        const names = await client.get(held(k));
-        const multi = client.multi().del(held(k)).zRem(all, k);
-        for (const n of names ? JSON.parse(names) as string[] : []) multi.zRem(share(n), k);
+        const json = await client.get(held(k));
+        const { shares = [], members = [] } = json ? JSON.parse(json) as { shares?: string[]; members?: string[] } : {};
+        if (members.length === 0) return void (await client.del(held(k)));
+        const multi = client.multi().del(held(k)).zRem(all, members);
+        for (const n of shares) multi.zRem(share(n), members);
         await multi.exec();
       },
     };
   }
   const quota = (name: string, max: number): Quota => {
     const q = quotaOf(name, max);
-    return { take: (k, shares, until) => guard(() => q.take(k, shares, until)), release: (k) => guard(() => q.release(k)) };
+    return { take: (k, shares, until, weight) => guard(() => q.take(k, shares, until, weight)), release: (k) => guard(() => q.release(k)) };
   };
   const everBound = quotaOf('bound', bindingsMax);
 

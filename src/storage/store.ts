@@ -43,11 +43,12 @@ export type TakeResult = 'ok' | 'taken' | 'network-full' | 'full';
 
 /**
  * Places that anonymous requests make guestlist keep (a pending sign-in, a Plex PIN bound to one),
- * each held against its shares until it expires or is released. When a share or the whole is
- * full, new places are refused: nothing held is ever pushed out to make room.
+ * each key held against its shares until it expires or is released, weighing `weight` places (a
+ * large pending sign-in weighs more). When a share or the whole is full, new keys are refused:
+ * nothing held is ever pushed out to make room.
  */
 export interface Quota {
-  take(key: string, shares: Share[], until: number): Promise<TakeResult>;
+  take(key: string, shares: Share[], until: number, weight?: number): Promise<TakeResult>;
   release(key: string): Promise<void>;
 }
 

@@ -2,37 +2,36 @@ import type { Share } from '../network.ts';
 import type { TakeResult } from './store.ts';
 
 // The memory store's count of places held (pending sign-ins, bound upstream requests), per share
-// (a network, each of its wider prefixes) until each place expires, so that every share can be
-// capped and the whole kept bounded. Entries leave from the front once expired: kept in the
-// order they came, which is nearly expiry order. A stale entry that waits behind a live one only
-// ever makes a count refuse early, never forget early.
+// (a network, each of its wider prefixes) until each expires, so that every share can be capped
+// and the whole kept bounded. A key may weigh more than one place (a large pending sign-in).
+// Entries leave from the front once expired: kept in the order they came, which is nearly expiry
+// order. A stale entry that waits behind a live one only ever makes a count refuse early, never
+// forget early.
 
 export class Tally {
-  private readonly entries = new Map<string, { shares: string[]; until: number }>();
+  private readonly entries = new Map<string, { shares: string[]; weight: number; until: number }>();
   private readonly counts = new Map<string, number>();
   private readonly max: number;
+  private held = 0;
 
   constructor(max: number) {
     this.max = max;
-  }
-
-  get size(): number {
-    return this.entries.size;
   }
 
   count(share: string): number {
     return this.counts.get(share) ?? 0;
   }
 
-  take(key: string, shares: Share[], until: number, now = Date.now()): TakeResult {
+  take(key: string, shares: Share[], until: number, weight = 1, now = Date.now()): TakeResult {
     this.prune(now);
-    const held = this.entries.get(key);
-    if (held && held.until > now) return 'taken';
-    if (held) this.release(key);
-    if (shares.some((s) => this.count(s.name) >= s.limit)) return 'network-full';
-    if (this.entries.size >= this.max) return 'full';
-    this.entries.set(key, { shares: shares.map((s) => s.name), until });
-    for (const s of shares) this.counts.set(s.name, this.count(s.name) + 1);
+    const entry = this.entries.get(key);
+    if (entry && entry.until > now) return 'taken';
+    if (entry) this.release(key);
+    if (shares.some((s) => this.count(s.name) + weight > s.limit)) return 'network-full';
+    if (this.held + weight > this.max) return 'full';
+    this.entries.set(key, { shares: shares.map((s) => s.name), weight, until });
+    for (const s of shares) this.counts.set(s.name, this.count(s.name) + weight);
+    this.held += weight;
     return 'ok';
   }
 
@@ -40,8 +39,9 @@ export class Tally {
     const entry = this.entries.get(key);
     if (!entry) return;
     this.entries.delete(key);
+    this.held -= entry.weight;
     for (const name of entry.shares) {
-      const n = this.count(name) - 1;
+      const n = this.count(name) - entry.weight;
       if (n > 0) this.counts.set(name, n);
       else this.counts.delete(name);
     }

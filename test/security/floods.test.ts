@@ -204,7 +204,15 @@ for (const storage of ['memory', 'Redis'] as const) {
     const redis = storage === 'Redis' ? redisDuringTests() : undefined;
     /** With Redis, two instances share it, and requests go to each in turn. */
     const start = async (options: Parameters<typeof startTestEnv>[0]) => {
-      if (redis) process.env.GUESTLIST_TEST_REDIS_URL = redis.url;
+      if (redis) {
+        // Each test starts from an empty Redis, as each memory store starts empty.
+        const { createClient } = await import('@redis/client');
+        const client = createClient({ url: redis.url });
+        await client.connect();
+        await client.flushAll();
+        await client.close();
+        process.env.GUESTLIST_TEST_REDIS_URL = redis.url;
+      }
       try {
         return await startTestEnv(options);
       } finally {
@@ -224,6 +232,26 @@ for (const storage of ['memory', 'Redis'] as const) {
         assert.equal(await stored(env, 'Interaction'), 20);
         // Someone in another /48 is not held back.
         assert.equal(await from(env, '2001:db8:78::1', authorizeUrl(env)), 303);
+      } finally {
+        await env.close();
+      }
+    });
+
+    test('sign-ins made large (a 14 KB state) take their size in places: nobody else\'s is pushed out', async () => {
+      const env = await start({ plex: true, clients: [FRIENDS], rate_limits: { pending: 50 }, client_ip_header: 'Fly-Client-IP' });
+      try {
+        const victim = await openPlexPage(env, FRIENDS, new Browser(env, null, { 'fly-client-ip': '198.51.100.20' }));
+        assert.equal(victim.page.status, 200);
+        const big = `/auth?${new URLSearchParams({ client_id: FRIENDS.client_id, response_type: 'code', scope: 'openid', redirect_uri: FRIENDS.redirect_uris[0]!, state: 'x'.repeat(14_000) })}`;
+        // 20 networks, 50 each: as many as their shares would hold of ordinary sign-ins.
+        const flood = await fromMany(env, 20, 50, (i) => `203.0.113.${i}`, big);
+        assert.ok((flood.get(303) ?? 0) <= 20 * 7, JSON.stringify([...flood]));
+        if (!redis) assert.ok((env.server.store as MemoryStore).sizes().Interaction!.bytes < 3 * 2 ** 20);
+        const pin = await createPin(env, victim);
+        assert.equal((await bindPin(victim, pin)).status, 204);
+        env.plex.approve(pin.code, 'alice');
+        const done = await finishPlex(victim);
+        assert.ok(done.redirectedTo?.searchParams.get('code'), `HTTP ${done.status}: ${done.body.slice(0, 200)}`);
       } finally {
         await env.close();
       }
