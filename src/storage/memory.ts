@@ -30,7 +30,6 @@ const OTHER_MODEL: ModelBound = { max: 1_000, maxBytes: 1 * 2 ** 20 };
 
 const ACCOUNTS_MAX = 10_000;
 
-
 export interface MemoryStoreOptions extends StoreOptions {
   /** Per-model bounds (tests make them small); MODEL_BOUNDS otherwise. */
   bounds?: Record<string, ModelBound>;
