@@ -19,10 +19,12 @@ const redirectUri = process.env.BENCH_REDIRECT_URI!;
 
 const tailscaled = await new FakeTailscaled(process.env.BENCH_SOCKET!).start();
 const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-// Every connection of ours is a tailnet device's, as userspace tailscaled would report it.
+// A login's connections are a tailnet device's, as userspace tailscaled would report them. A
+// flood's are a stranger's, whom tailscaled does not know: each of its requests leaves a pending
+// sign-in (a tailnet device's would be signed in at once, and leave a session and a code).
 (agent as unknown as { createConnection: (o: object) => Socket }).createConnection = (opts: object) => {
   const socket = createConnection(opts as unknown as Parameters<typeof createConnection>[0]);
-  socket.once('connect', () => tailscaled.mapProxiedConnection(socket.localAddress!, socket.localPort!, ALICE));
+  if (mode !== 'flood') socket.once('connect', () => tailscaled.mapProxiedConnection(socket.localAddress!, socket.localPort!, ALICE));
   return socket;
 };
 
