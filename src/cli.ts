@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, sourceName, type Config, type ConfigSource } from './config.ts';
-import { demoConfig } from './sources/demo/demo.ts';
+import { ConfigError, sourceName, type ConfigSource } from './config/config.ts';
+import { loadConfig, type Config } from './config/load.ts';
+import { demoConfig } from './demo/config.ts';
 import { describeSources, SOURCE_KINDS, sourceWarnings } from './sources/registry.ts';
-import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys.ts';
+import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys/keys.ts';
 import { StorageUnavailable } from './storage/store.ts';
 import { createLogger, type Logger } from './log.ts';
 import { dropPrivileges, PrivilegeError } from './privileges.ts';

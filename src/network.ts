@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
 
 // What guestlist counts anonymous requests by (rate limits, unfinished sign-ins, live Plex PINs
@@ -6,6 +7,24 @@ import { isIP } from 'node:net';
 // more: providers hand a home a /56 (256 /64s) and a site a /48. So an IPv6 client is counted as
 // its /64, and its /56 and /48 are counted too, each with a larger share, so that one subscriber
 // cannot take everybody's places by spreading over the /64s it holds.
+
+/** One TCP connection, the same object for every request it carries (a net.Socket). */
+export interface Connection {
+  readonly remoteAddress?: string | undefined;
+  readonly remotePort?: number | undefined;
+  /** The peer has closed its side (or the connection is gone). */
+  readonly readableEnded?: boolean;
+  readonly destroyed?: boolean;
+}
+
+/** The network facts of the request being signed in: the TCP peer, never a forwarded header. */
+export interface Peer {
+  address: string;
+  port: number;
+  headers: IncomingHttpHeaders;
+  /** The connection the request came on; absent where a peer is made up (tests). */
+  connection?: Connection;
+}
 
 /** Where a request comes from: the network itself, and the wider prefixes it lies in, narrowest first. */
 export interface Network {

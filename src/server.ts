@@ -1,8 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readAsset } from './assets.ts';
-import { ConfigError, type Config } from './config.ts';
-import { formatListen } from './config-fields.ts';
+import { ConfigError } from './config/config.ts';
+import { type Config } from './config/load.ts';
+import { formatListen } from './config/fields.ts';
 import { brandingStyles } from './http/branding.ts';
 import { clientNetwork } from './http/client-network.ts';
 import { crossOrigin } from './http/cross-origin.ts';
@@ -16,11 +17,13 @@ import { canonicalRoutes } from './http/provider-routes.ts';
 import { rateLimits } from './http/rate-limits.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { staticFiles } from './http/static-files.ts';
-import { ambientSignIn, interactionRoutes, rememberApp } from './interactions.ts';
-import { loadOrCreateKeys } from './keys.ts';
+import { accountStore } from './sign-in/accounts.ts';
+import { ambientSignIn, interactionRoutes, rememberApp } from './oidc/interactions.ts';
+import { loadOrCreateKeys } from './keys/keys.ts';
 import { createLogger, type Logger } from './log.ts';
-import { checkClients, createProvider, signOutWithNobody, TTL } from './provider.ts';
-import { createSources, sourceProblems, sourceRoutes } from './sources/registry.ts';
+import { checkClients, createProvider, signOutWithNobody, TTL } from './oidc/provider.ts';
+import { demoApp } from './demo/app.ts';
+import { createSources, sourceProblems } from './sources/registry.ts';
 import { MODEL_BOUNDS } from './storage/memory.ts';
 import { openStore, type Store } from './storage/store.ts';
 
@@ -70,9 +73,10 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     env: options.env ?? process.env,
   });
   // In memory by default; in Redis when several instances must share logins in flight.
-  const store = await openStore(config, TTL.Session, log);
+  const store = await openStore(config.storage, TTL.Session, log);
   onFailure(() => store.close());
-  const { accounts, bindings } = store;
+  const { bindings } = store;
+  const accounts = accountStore(store.accounts, config.groups);
 
   const { ambient, interactive, views, isAmbient } = createSources(config, {
     issuer: config.issuer, version: VERSION, bindings,
@@ -111,7 +115,8 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
   provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, interactive, accounts, clients, network, log, pages }));
-  provider.use(sourceRoutes(config, pages) ?? home(config, pages));
+  // The built-in demo's app lives at `/`; otherwise `/` says what this is.
+  provider.use(config.demo ? demoApp(config, pages) : home(config, pages));
 
   // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;

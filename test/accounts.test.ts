@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { accountFor, accountIdFor, claimsFor, groupsFor, mayUseClient, preferredUsername, type Account } from '../src/accounts.ts';
-import type { ClientConfig } from '../src/config.ts';
+import { accountFor, accountIdFor, claimsFor, groupsFor, mayUseClient, preferredUsername, type Account } from '../src/sign-in/accounts.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import type { Identity } from '../src/sources/source.ts';
 
 // The account rules on their own, no server: what `sub`, `preferred_username`, `groups` and the

@@ -2,7 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError, loadConfigFile, parseConfig } from '../src/config.ts';
+import { ConfigError } from '../src/config/config.ts';
+import { loadConfigFile, parseConfig } from '../src/config/load.ts';
 import { Browser, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
 
 describe('branding', () => {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError, loadConfigFile, parseConfig } from '../src/config.ts';
+import { ConfigError } from '../src/config/config.ts';
+import { loadConfigFile, parseConfig } from '../src/config/load.ts';
 import { tempDir } from './helpers.ts';
 
 const VALID = `

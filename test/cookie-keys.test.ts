@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { cookieSigner } from '../src/cookie-keys.ts';
+import { cookieSigner } from '../src/keys/cookie-signer.ts';
 
 // koa's default cookie signature is Keygrip's: HMAC-SHA1 of "name=value" under the secret,
 // base64 with + / = made URL-safe. Ours must be byte-for-byte the same, so that cookies set

@@ -5,7 +5,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { parseConfig } from '../src/config.ts';
+import { parseConfig } from '../src/config/load.ts';
 import { tempDir } from './helpers.ts';
 import { parseToml } from './toml.ts';
 

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as client from 'openid-client';
 import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { chromiumMissing, launchChromium } from './chromium.ts';
 import { JELLYFIN_USERS } from './fakes/jellyfin.ts';
 import { startAuthorization, startTestEnv, type TestEnv } from './helpers.ts';

@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { ConfigError, parseConfig } from '../src/config.ts';
+import { ConfigError } from '../src/config/config.ts';
+import { parseConfig } from '../src/config/load.ts';
 import type { RunningServer } from '../src/server.ts';
 import { JELLYFIN_USERS } from './fakes/jellyfin.ts';
 import { cli, freePort, startTestEnv, tempDir, type BrowserResult } from './helpers.ts';

@@ -1,4 +1,4 @@
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type SignInPage, type TestEnv } from './helpers.ts';
 
 // The Jellyfin sign-in as static/jellyfin.js drives it, step by step over HTTP: the page, the

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { JELLYFIN_USERS, type FakeJellyfin } from './fakes/jellyfin.ts';
 import { Browser, HEADSCALE, startTestEnv, type TestEnv } from './helpers.ts';
 import { finishJellyfin, getCode, MEDIA, openJellyfinPage, redeem, waitFor, type JellyfinPage } from './jellyfin-flow.ts';

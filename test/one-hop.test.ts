@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { ALICE, BOB_GITHUB, CI_RUNNER_TAGGED } from './fakes/tailscaled.ts';
 import { ADMINS_ONLY, Browser, discover, HEADSCALE, login, startTestEnv, type TestEnv } from './helpers.ts';
 import { FRIENDS } from './plex-flow.ts';

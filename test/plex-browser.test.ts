@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import * as client from 'openid-client';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { chromiumMissing, launchChromium } from './chromium.ts';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

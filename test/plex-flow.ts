@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type SignInPage, type TestEnv } from './helpers.ts';
 
 // The Plex sign-in as static/plex.js drives it, step by step over HTTP: the page, a PIN made

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { SERVER_ID, type FakePlex } from './fakes/plex.ts';
 import { ALICE } from './fakes/tailscaled.ts';
 import { Browser, HEADSCALE, startTestEnv, type TestEnv } from './helpers.ts';

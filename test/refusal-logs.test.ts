@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClientConfig } from '../src/config.ts';
+import type { ClientConfig } from '../src/config/config.ts';
 import { ALICE, BOB_GITHUB, CI_RUNNER_TAGGED } from './fakes/tailscaled.ts';
 import { Browser, HEADSCALE, login, startTestEnv, type TestEnv } from './helpers.ts';
 import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage } from './plex-flow.ts';

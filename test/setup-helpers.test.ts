@@ -5,8 +5,8 @@ import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { runCli } from '../src/cli.ts';
-import { loadConfigFile } from '../src/config.ts';
-import { ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE } from '../src/keys.ts';
+import { loadConfigFile } from '../src/config/load.ts';
+import { ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE } from '../src/keys/keys.ts';
 import { freePort, HEADSCALE, login, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
 
 async function cli(args: string[], env: Record<string, string> = {}) {

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { demoConfig } from '../src/sources/demo/demo.ts';
+import { demoConfig } from '../src/demo/config.ts';
 import { createSources } from '../src/sources/registry.ts';
 import { createMemoryStore } from '../src/storage/memory.ts';
 
@@ -9,7 +9,7 @@ import { createMemoryStore } from '../src/storage/memory.ts';
 
 describe('the registry\'s one rule for "came from an ambient source"', () => {
   test('in the demo, a person the local tailscaled vouched for is ambient, as is the sample user', async () => {
-    const store = createMemoryStore({ groups: {}, accountTtlSeconds: 60 });
+    const store = createMemoryStore({ accountTtlSeconds: 60 });
     try {
       const sources = createSources(demoConfig({}), { issuer: 'http://localhost:8080', version: 'test', bindings: store.bindings });
       assert.equal(sources.isAmbient('tailscale:9007199254740993'), true);

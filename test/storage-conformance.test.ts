@@ -1,6 +1,7 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { errors } from 'oidc-provider';
+import { accountStore } from '../src/sign-in/accounts.ts';
 import { networkOf, sharesOf, type Share } from '../src/network.ts';
 import { BINDS_PER_NETWORK, scopedBindings } from '../src/sources/sign-in-bindings.ts';
 import type { Identity } from '../src/sources/source.ts';
@@ -96,7 +97,7 @@ function conformance(open: Open) {
 
   describe('accounts', () => {
     test('an account is remembered with its groups, found by its id, and forgotten after its TTL', async () => {
-      const { accounts } = await store({ accountTtlSeconds: 1 });
+      const accounts = accountStore((await store({ accountTtlSeconds: 1 })).accounts, GROUPS);
       const account = await accounts.remember(ALICE);
       assert.deepEqual(account, { accountId: 'tailscale:1', identity: ALICE, groups: ['admins'] });
       assert.deepEqual(await accounts.find('tailscale:1'), account);
@@ -285,7 +286,7 @@ function conformance(open: Open) {
   });
 }
 
-const defaults: StoreOptions = { groups: GROUPS, accountTtlSeconds: 3600 };
+const defaults: StoreOptions = { accountTtlSeconds: 3600 };
 
 describe('the memory store', () => {
   conformance(async (options) => createMemoryStore({ ...defaults, ...options }));

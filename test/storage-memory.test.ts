@@ -7,7 +7,7 @@ import { createMemoryStore, type MemoryStoreOptions } from '../src/storage/memor
 // tolerance, and that keeping state in memory never loads Redis. The rules both stores keep are
 // in storage-conformance.test.ts.
 
-const options = (more: Partial<MemoryStoreOptions> = {}): MemoryStoreOptions => ({ groups: {}, accountTtlSeconds: 3600, ...more });
+const options = (more: Partial<MemoryStoreOptions> = {}): MemoryStoreOptions => ({ accountTtlSeconds: 3600, ...more });
 
 describe('the memory store', () => {
   test('each model is bounded by count, and a flood of one model leaves the others alone', async () => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Middleware } from 'koa';
-import type { BrandingConfig } from '../config.ts';
+import type { BrandingConfig } from '../config/config.ts';
 
 // The site's look, from the config: /branding.css carries the accent colour and background
 // image as CSS variables over guestlist.css, and /custom.css is the owner's own stylesheet,

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { namedNetwork, networkOf, type Network } from '../network.ts';
-import type { AmbientSource, Peer } from '../sources/source.ts';
+import { namedNetwork, networkOf, type Network, type Peer } from '../network.ts';
+import type { AmbientSource } from '../sources/source.ts';
 
 // The network a request is counted by (see network.ts): from `client_ip_header` when the
 // operator's proxy sets it, else the TCP peer. Behind `tailscale serve` or userspace tailscaled

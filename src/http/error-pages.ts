@@ -1,7 +1,7 @@
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type { Logger } from '../log.ts';
-import { answerStorageDown, StorageUnavailable } from '../storage/store.ts';
-import type { Pages } from './pages.ts';
+import { StorageUnavailable } from '../storage/store.ts';
+import type { Pages } from '../html.ts';
 
 /** Our routes' unexpected failures become a plain page; the details go to the log only. */
 export function errorPages(log: Logger, pages: Pages): Middleware {
@@ -22,4 +22,17 @@ export function errorPages(log: Logger, pages: Pages): Middleware {
       });
     }
   };
+}
+
+/** What a person is told while the shared store is away. */
+const storageDownMessage = {
+  heading: 'Sign-in is unavailable for a moment',
+  message: 'guestlist cannot reach the storage it shares with its other instances, so it cannot sign anyone in right now. It recovers by itself when the storage is back: try again in a minute.',
+};
+
+/** The one page for it, wherever a request meets it: 503, and it recovers by itself. */
+export function answerStorageDown(ctx: Context, pages: Pages): void {
+  ctx.status = 503;
+  ctx.type = 'html';
+  ctx.body = pages.render('message', 'Try again shortly', storageDownMessage);
 }

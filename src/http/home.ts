@@ -1,9 +1,9 @@
 import type { Middleware } from 'koa';
-import type { Config } from '../config.ts';
-import type { Pages } from './pages.ts';
+import type { CoreConfig } from '../config/config.ts';
+import type { Pages } from '../html.ts';
 
 /** `/`: what this is, and where its discovery document is. */
-export function home(config: Config, pages: Pages): Middleware {
+export function home(config: Pick<CoreConfig, 'issuer'>, pages: Pages): Middleware {
   // The same page for everyone, for the life of the process: made once, when first asked for.
   let page: string | undefined;
   return async (ctx, next) => {

@@ -1,5 +1,6 @@
 import { readAsset } from '../assets.ts';
-import type { BrandingConfig } from '../config.ts';
+import type { BrandingConfig } from '../config/config.ts';
+import { escapeHtml, Html, type Pages, type PageValues } from '../html.ts';
 
 // Pages are plain HTML files in views/. `{{name}}` inserts a value HTML-escaped; `{{{name}}}`
 // inserts markup that guestlist built itself (never a value from a person or an upstream).
@@ -16,20 +17,6 @@ function template(name: string): string {
   return t;
 }
 
-/** Markup built by guestlist itself, safe to insert unescaped. */
-export class Html {
-  readonly markup: string;
-  constructor(markup: string) {
-    this.markup = markup;
-  }
-}
-
-export type PageValues = Record<string, string | number | Html | undefined>;
-
-export function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
 function fill(tpl: string, values: PageValues): string {
   return tpl.replace(/\{\{(\{)?\s*([a-z_]+)\s*\}?\}\}/g, (_m, raw: string | undefined, key: string) => {
     const v = values[key];
@@ -38,12 +25,6 @@ function fill(tpl: string, values: PageValues): string {
     if (raw) throw new Error(`views: {{{${key}}}} needs an Html value`);
     return escapeHtml(String(v));
   });
-}
-
-export interface Pages {
-  render(view: string, title: string, values?: PageValues): string;
-  /** A view as a part of another page (a source's panel on the sign-in page). */
-  part(view: string, values: PageValues): Html;
 }
 
 /** Pages wearing the site's branding: its name, logo and extra stylesheets (see branding.ts). */

@@ -4,7 +4,7 @@ import type { Adapter } from 'oidc-provider';
 import { sharesOf } from '../network.ts';
 import type { Quota } from '../storage/store.ts';
 import type { ClientNetwork } from './client-network.ts';
-import type { Pages } from './pages.ts';
+import type { Pages } from '../html.ts';
 import { routeOf } from './provider-routes.ts';
 
 // An authorization request that needs a page makes a pending sign-in (oidc-provider's

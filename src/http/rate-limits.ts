@@ -1,8 +1,8 @@
 import type { Context, Middleware } from 'koa';
 import type { ClientNetwork } from './client-network.ts';
-import type { Config } from '../config.ts';
+import type { CoreConfig } from '../config/config.ts';
 import { sharesOf } from '../network.ts';
-import type { Pages } from './pages.ts';
+import type { Pages } from '../html.ts';
 import { routeOf } from './provider-routes.ts';
 import type { RateCounter } from '../storage/store.ts';
 
@@ -15,7 +15,7 @@ import type { RateCounter } from '../storage/store.ts';
 
 const WINDOW_MS = 60_000;
 
-export function rateLimits(config: Config, pages: Pages, network: ClientNetwork, counter: RateCounter): Middleware {
+export function rateLimits(config: Pick<CoreConfig, 'rate_limits'>, pages: Pages, network: ClientNetwork, counter: RateCounter): Middleware {
   const { authorize, interaction, token } = config.rate_limits;
 
   /** True when this request is over the limit; sets the 429 answer. */

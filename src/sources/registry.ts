@@ -1,12 +1,9 @@
-import type { Middleware } from 'koa';
-import { sourceOf } from '../accounts.ts';
-import type { Config } from '../config.ts';
-import type { Pages } from '../http/pages.ts';
-import { demoRoutes } from './demo/demo.ts';
-import { demoSource } from './demo/demo-source.ts';
+import { sourceOf } from '../sign-in/accounts.ts';
+import { demoSource } from '../demo/source.ts';
 import { jellyfinKind } from './jellyfin/kind.ts';
 import { plexKind } from './plex/kind.ts';
-import { scopedBindings, type BindingStore } from './sign-in-bindings.ts';
+import type { BindingStore } from '../storage/bindings.ts';
+import { scopedBindings } from './sign-in-bindings.ts';
 import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
 import type { AmbientSource, InteractiveSource } from './source.ts';
 import { tailscaleKind } from './tailscale/kind.ts';
@@ -75,7 +72,7 @@ export interface ServerDeps {
 }
 
 /** The configured sources, made; the built-in demo puts its sample user behind Tailscale. */
-export function createSources(config: Config, deps: ServerDeps): Sources {
+export function createSources(config: SourceConfigs & { demo: boolean }, deps: ServerDeps): Sources {
   const configured = configuredKinds(config);
   const depsOf = (name: string): SourceDeps => {
     const timeoutMs = deps.timeoutsMs?.[name];
@@ -96,13 +93,8 @@ export function createSources(config: Config, deps: ServerDeps): Sources {
   };
 }
 
-/** Routes of their own that sources add outside /interaction (the demo's built-in app at `/`). */
-export function sourceRoutes(config: Config, pages: Pages): Middleware | undefined {
-  return config.demo ? demoRoutes(config, pages) : undefined;
-}
-
 /** The sources a running server signs people in with, as its ready line lists them. */
-export function describeSources(config: Config): string[] {
+export function describeSources(config: SourceConfigs & { demo: boolean }): string[] {
   if (config.demo) return ['tailscale (when tailscaled answers)', 'demo sample user'];
   return configuredSources(config);
 }

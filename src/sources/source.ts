@@ -1,6 +1,5 @@
-import type { IncomingHttpHeaders } from 'node:http';
-import type { PageValues } from '../http/pages.ts';
-import type { Network } from '../network.ts';
+import type { PageValues } from '../html.ts';
+import type { Connection, Network, Peer } from '../network.ts';
 
 // The seam between "who is this person?" and OpenID Connect. A source turns what it verified
 // itself (tailscaled's whois, plex.tv) into an Identity, or refuses with a reason a person can
@@ -25,24 +24,6 @@ export interface Identity {
   aliases?: string[];
   /** Groups the source itself vouches for (membership of a shared Plex server). */
   groups?: string[];
-}
-
-/** One TCP connection, the same object for every request it carries (a net.Socket). */
-export interface Connection {
-  readonly remoteAddress?: string | undefined;
-  readonly remotePort?: number | undefined;
-  /** The peer has closed its side (or the connection is gone). */
-  readonly readableEnded?: boolean;
-  readonly destroyed?: boolean;
-}
-
-/** The network facts of the request being signed in: the TCP peer, never a forwarded header. */
-export interface Peer {
-  address: string;
-  port: number;
-  headers: IncomingHttpHeaders;
-  /** The connection the request came on; absent where a peer is made up (tests). */
-  connection?: Connection;
 }
 
 export type RefusalReason =

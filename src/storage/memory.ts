@@ -1,9 +1,8 @@
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
-import { accountFor, type Account, type AccountStore } from '../accounts.ts';
-import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from '../sources/sign-in-bindings.ts';
+import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
 import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
-import type { Quota, RateCounter, Store, StoreOptions } from './store.ts';
+import type { AccountRecord, AccountRecords, Quota, RateCounter, Store, StoreOptions } from './store.ts';
 import { Tally } from './tally.ts';
 
 // The default store: everything in this process's memory, gone with it. Every part is bounded,
@@ -60,7 +59,7 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
   };
   return {
     adapterFor,
-    accounts: createAccountStore(options.groups, options.accountTtlSeconds),
+    accounts: createAccountRecords(options.accountTtlSeconds),
     bindings: createBindings(quota('bound', options.bindingsMax ?? BINDS_MAX), options.bindingsMax ?? BINDS_MAX),
     quota,
     counter: createRateCounter(options.rateSharesMax ?? RATE_SHARES_MAX),
@@ -162,15 +161,11 @@ function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: numbe
   };
 }
 
-// Each account for as long as the session that carries it (accounts.ts says why).
-function createAccountStore(groups: Record<string, string[]>, ttlSeconds: number): AccountStore {
-  const cache = growingLru<Account>(ACCOUNTS_MAX, { ttl: ttlSeconds * 1000, updateAgeOnGet: false });
+// Each account for as long as a session that carries it may last (sign-in/accounts.ts says why).
+function createAccountRecords(ttlSeconds: number): AccountRecords {
+  const cache = growingLru<AccountRecord>(ACCOUNTS_MAX, { ttl: ttlSeconds * 1000, updateAgeOnGet: false });
   return {
-    async remember(identity) {
-      const account = accountFor(identity, groups);
-      cache.set(account.accountId, account);
-      return account;
-    },
+    keep: async (account) => void cache.set(account.accountId, account),
     find: async (accountId) => cache.get(accountId),
   };
 }

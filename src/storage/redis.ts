@@ -1,11 +1,10 @@
 import { createClient } from '@redis/client';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
-import { accountFor, type AccountStore } from '../accounts.ts';
 import type { Logger } from '../log.ts';
-import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from '../sources/sign-in-bindings.ts';
+import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
 import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
-import { StorageUnavailable, type Quota, type RateCounter, type Store, type StoreOptions, type TakeResult } from './store.ts';
+import { StorageUnavailable, type AccountRecords, type Quota, type RateCounter, type Store, type StoreOptions, type TakeResult } from './store.ts';
 
 // The store for more than one instance, in Redis (or Valkey): everything a login needs across
 // requests, so any instance can take any step. Each value expires by its own TTL (Redis expiry).
@@ -119,7 +118,7 @@ return 0
 `;
 
 export async function openRedisStore(url: string, options: StoreOptions, log: Logger): Promise<Store> {
-  const { groups, accountTtlSeconds, bindingsMax = BINDS_MAX, rateSharesMax = RATE_SHARES_MAX, clockToleranceMs } = options;
+  const { accountTtlSeconds, bindingsMax = BINDS_MAX, rateSharesMax = RATE_SHARES_MAX, clockToleranceMs } = options;
   const client = await connect(url, log);
   const key = (model: string, id: string) => `${PREFIX}${model}:${id}`;
 
@@ -175,12 +174,8 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     };
   }
 
-  const accounts: AccountStore = {
-    remember: (identity) => guard(async () => {
-      const account = accountFor(identity, groups);
-      await client.set(key('account', account.accountId), JSON.stringify(account), { EX: accountTtlSeconds });
-      return account;
-    }),
+  const accounts: AccountRecords = {
+    keep: (account) => guard(async () => void (await client.set(key('account', account.accountId), JSON.stringify(account), { EX: accountTtlSeconds }))),
     find: (accountId) => guard(async () => {
       const json = await client.get(key('account', accountId));
       return json ? JSON.parse(json) : undefined;

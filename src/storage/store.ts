@@ -1,11 +1,7 @@
-import type { Context } from 'koa';
 import type { Adapter } from 'oidc-provider';
-import type { AccountStore } from '../accounts.ts';
-import type { Config } from '../config.ts';
-import type { Pages } from '../http/pages.ts';
 import type { Logger } from '../log.ts';
 import type { Share } from '../network.ts';
-import type { BindingStore } from '../sources/sign-in-bindings.ts';
+import type { BindingStore } from './bindings.ts';
 import { createMemoryStore } from './memory.ts';
 
 // Everything guestlist remembers between requests, behind one seam: oidc-provider's models
@@ -18,7 +14,7 @@ import { createMemoryStore } from './memory.ts';
 export interface Store {
   /** oidc-provider's adapter for one model ('Session', 'AuthorizationCode', ...). */
   adapterFor(model: string): Adapter;
-  accounts: AccountStore;
+  accounts: AccountRecords;
   bindings: BindingStore;
   /** The places of one kind (by name) that anonymous requests may hold, `max` in all. */
   quota(name: string, max: number): Quota;
@@ -52,10 +48,19 @@ export interface Quota {
   release(key: string): Promise<void>;
 }
 
+/** What the store keeps of a person signed in: whatever the account rules (sign-in/accounts.ts) made of them. */
+export interface AccountRecord {
+  accountId: string;
+}
+
+/** The people signed in, by account id, each for as long as a session that carries them may last. */
+export interface AccountRecords {
+  keep(account: AccountRecord): Promise<void>;
+  find(accountId: string): Promise<AccountRecord | undefined>;
+}
+
 export interface StoreOptions {
-  /** The config's groups, for the accounts remembered. */
-  groups: Record<string, string[]>;
-  /** How long an account is remembered: as long as the session that carries it. */
+  /** How long an account is kept: as long as the longest session that may carry it. */
   accountTtlSeconds: number;
   /** How many live sign-in bindings there may be in all (tests make them few); BINDS_MAX otherwise. */
   bindingsMax?: number;
@@ -73,26 +78,13 @@ export class StorageUnavailable extends Error {
   }
 }
 
-/** The page a person sees while the shared store is away. */
-const storageDownMessage = {
-  heading: 'Sign-in is unavailable for a moment',
-  message: 'guestlist cannot reach the storage it shares with its other instances, so it cannot sign anyone in right now. It recovers by itself when the storage is back: try again in a minute.',
-};
-
-/** The one page for it, wherever a request meets it: 503, and it recovers by itself. */
-export function answerStorageDown(ctx: Context, pages: Pages): void {
-  ctx.status = 503;
-  ctx.type = 'html';
-  ctx.body = pages.render('message', 'Try again shortly', storageDownMessage);
-}
-
 /**
  * In memory by default; in Redis when the config names `storage:` (several instances sharing
  * logins in flight). The Redis module, and its client, are loaded only then.
  */
-export async function openStore(config: Pick<Config, 'storage' | 'groups'>, accountTtlSeconds: number, log: Logger): Promise<Store> {
-  const options: StoreOptions = { groups: config.groups, accountTtlSeconds };
-  if (!config.storage) return createMemoryStore(options);
+export async function openStore(url: string | undefined, accountTtlSeconds: number, log: Logger): Promise<Store> {
+  const options: StoreOptions = { accountTtlSeconds };
+  if (!url) return createMemoryStore(options);
   const { openRedisStore } = await import('./redis.ts');
-  return openRedisStore(config.storage, options, log);
+  return openRedisStore(url, options, log);
 }

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadOrCreateKeys, writeFileAtomic } from '../../src/keys.ts';
+import { loadOrCreateKeys, writeFileAtomic } from '../../src/keys/keys.ts';
 import { tempDir } from '../helpers.ts';
 
 describe('keys and secrets on disk', () => {

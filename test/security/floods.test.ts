@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
-import type { ClientConfig } from '../../src/config.ts';
+import type { ClientConfig } from '../../src/config/config.ts';
 import { networkOf } from '../../src/network.ts';
 import type { MemoryStore } from '../../src/storage/memory.ts';
 import { redisDuringTests, redisMissing } from '../redis-server.ts';

@@ -2,7 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
-import { ConfigError, parseConfig } from '../../src/config.ts';
+import { ConfigError } from '../../src/config/config.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { HEADSCALE, startTestEnv, type TestEnv } from '../helpers.ts';
 
 // Malformed and hostile input, generated: every answer must be a well-formed OAuth error or a

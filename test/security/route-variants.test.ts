@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Adapter } from 'oidc-provider';
+import { accountStore } from '../../src/sign-in/accounts.ts';
 import { createPages } from '../../src/http/pages.ts';
 import { matchRoute, PROVIDER_ROUTES } from '../../src/http/provider-routes.ts';
-import { loadOrCreateKeys } from '../../src/keys.ts';
-import { createProvider } from '../../src/provider.ts';
+import { loadOrCreateKeys } from '../../src/keys/keys.ts';
+import { createProvider } from '../../src/oidc/provider.ts';
 import { createMemoryStore, type MemoryStore } from '../../src/storage/memory.ts';
 import { CLOUDFLARE, HEADSCALE, startTestEnv, tempDir, type TestEnv } from '../helpers.ts';
 import { FRIENDS } from '../plex-flow.ts';
@@ -48,9 +49,9 @@ describe('routes are matched the way oidc-provider\'s router matches them', () =
   before(async () => {
     env = await startTestEnv();
     // oidc-provider as guestlist configures it, with none of guestlist's own layers in front.
-    const store = createMemoryStore({ groups: {}, accountTtlSeconds: 60 });
+    const store = createMemoryStore({ accountTtlSeconds: 60 });
     const provider = createProvider({
-      config: env.config, keys: await loadOrCreateKeys(await tempDir()), store, accounts: store.accounts, log: () => {},
+      config: env.config, keys: await loadOrCreateKeys(await tempDir()), store, accounts: accountStore(store.accounts, {}), log: () => {},
       pages: createPages(env.config.branding), clients: new Map(env.config.clients.map((c) => [c.client_id, c])),
       isAmbient: () => false, ambientSignIn: async () => undefined, pendingInteractions: (inner: Adapter) => inner,
     });

@@ -180,7 +180,7 @@ test('ALICE is still herself through the userspace proxy with serve_headers off'
 
 test('startServer itself refuses serve_headers on a non-loopback listener (a config built in code)', async () => {
   const { startServer } = await import('../../src/server.ts');
-  const { ConfigError } = await import('../../src/config.ts');
+  const { ConfigError } = await import('../../src/config/config.ts');
   const env = await startTestEnv();
   try {
     const config = { ...env.config, listen: { host: '0.0.0.0', port: 0 }, tailscale: { ...env.config.tailscale!, serve_headers: true } };

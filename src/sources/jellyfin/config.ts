@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { isLoopbackHost, isObject, optionalString, stringList, unknownKeys } from '../../config-fields.ts';
+import { isLoopbackHost, isObject, optionalString, stringList, unknownKeys } from '../../config/fields.ts';
 
 // The `jellyfin:` section of the config.
 

@@ -1,4 +1,4 @@
-import { isObject } from '../../config-fields.ts';
+import { isObject } from '../../config/fields.ts';
 import { Refusal, type Identity } from '../source.ts';
 import { normalUserId, type JellyfinConfig } from './config.ts';
 

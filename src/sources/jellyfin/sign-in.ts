@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bindRefused, claimOrFollow, type Binding, type SignInBindings } from '../sign-in-bindings.ts';
+import type { Binding } from '../../storage/bindings.ts';
+import { bindRefused, claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import { identityOf, JellyfinUnavailable, REQUEST_LIFETIME_MS, type JellyfinClient } from './jellyfin.ts';
 

@@ -1,4 +1,4 @@
-import { isLoopbackHost, isObject, optionalString, stringList, unknownKeys } from '../../config-fields.ts';
+import { isLoopbackHost, isObject, optionalString, stringList, unknownKeys } from '../../config/fields.ts';
 
 // The `plex:` section of the config.
 

@@ -1,4 +1,4 @@
-import { isObject } from '../../config-fields.ts';
+import { isObject } from '../../config/fields.ts';
 import type { PlexConfig } from './config.ts';
 import { Refusal, type Identity } from '../source.ts';
 

@@ -1,4 +1,4 @@
-import { formatListen, isLoopbackHost, isObject, optionalBoolean, optionalString, unknownKeys } from '../../config-fields.ts';
+import { formatListen, isLoopbackHost, isObject, optionalBoolean, optionalString, unknownKeys } from '../../config/fields.ts';
 
 // The `tailscale:` section of the config.
 

@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TailscaleConfig } from './config.ts';
 import { decodeRfc2047 } from './rfc2047.ts';
 import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from './localapi.ts';
-import { Refusal, type AmbientSource, type Connection, type Identity, type Peer } from '../source.ts';
+import type { Connection, Peer } from '../../network.ts';
+import { Refusal, type AmbientSource, type Identity } from '../source.ts';
 
 // Zero-click sign-in for people on the tailnet: tailscaled already knows which user owns the
 // device at the other end of the TCP connection, so we ask it (whois) and never show a page.

@@ -1,9 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import { isLoopbackHost, isObject, optionalBoolean, optionalString, stringList, unknownKeys } from './config-fields.ts';
-import { resolveSourcePaths, SOURCE_KINDS, sourceProblems, type SourceConfigs } from './sources/registry.ts';
+import { isLoopbackHost, isObject, optionalBoolean, optionalString, stringList, unknownKeys } from './fields.ts';
+
+// The core of the config: every key but the sources' sections, which their kinds read
+// (sources/registry.ts). What the core needs of the sources, it is handed (SourceSections):
+// config/load.ts, above both, puts them together.
 
 /** A relying party allowed to sign people in through guestlist. */
 export interface ClientConfig {
@@ -40,7 +41,7 @@ export interface RateLimits {
   pending: number;
 }
 
-export interface Config extends SourceConfigs {
+export interface CoreConfig {
   issuer: string;
   listen: { host: string; port: number };
   data_dir: string;
@@ -83,52 +84,16 @@ export function sourceName(source: ConfigSource): string {
 }
 
 /**
- * The one loader, for every command and either source: parse and validate, resolve relative
- * paths, then check what only the filesystem can tell, so that `check` refuses whatever `serve`
- * would fail on. Relative paths mean relative to the config file, not to wherever the process was
- * started (`npm start` always runs in the project directory); for YAML with no file, relative to
- * the working directory.
+ * What the core is told of the identity sources: their section names, how to read the sections
+ * a config has (with the problems they find), and how each is added, for "no source configured".
  */
-export async function loadConfig(source: ConfigSource, env: Env = process.env): Promise<Config> {
-  const name = sourceName(source);
-  let text: string;
-  if ('file' in source) {
-    try {
-      text = await readFile(source.file, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file (mount your config there, pass --config FILE, or put the YAML itself in GUESTLIST_CONFIG_YAML)'
-        : code === 'EACCES' ? 'permission denied' : String((err as Error).message);
-      throw new ConfigError(name, [`cannot read the config file: ${why}`]);
-    }
-  } else {
-    text = source.yaml;
-  }
-  const config = parseConfig(text, env, name);
-  const base = 'file' in source ? dirname(resolve(source.file)) : process.cwd();
-  const near = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  const resolved: Config = {
-    ...config,
-    data_dir: near(config.data_dir),
-    ...resolveSourcePaths(config, near),
-    branding: { ...config.branding, ...(config.branding.stylesheet ? { stylesheet: near(config.branding.stylesheet) } : {}) },
-  };
-  if (resolved.branding.stylesheet) {
-    try {
-      await readFile(resolved.branding.stylesheet);
-    } catch (err) {
-      throw new ConfigError(name, [`branding.stylesheet: cannot read ${resolved.branding.stylesheet}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
-    }
-  }
-  return resolved;
+export interface SourceSections<S> {
+  names: readonly string[];
+  read(raw: Record<string, unknown>, listen: CoreConfig['listen'] | undefined, listenKey: string, problems: string[]): S;
+  howToAdd: readonly string[];
 }
 
-/** loadConfig for a file. */
-export function loadConfigFile(file: string, env: Env = process.env): Promise<Config> {
-  return loadConfig({ file }, env);
-}
-
-export function parseConfig(text: string, env: Env = process.env, source = 'config'): Config {
+export function parseCoreConfig<S>(text: string, env: Env, source: string, sections: SourceSections<S>): CoreConfig & S {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(source, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
@@ -143,7 +108,7 @@ export function parseConfig(text: string, env: Env = process.env, source = 'conf
   const envProblems: string[] = [];
   const raw = substituteEnv(data, '', env, envProblems);
   const problems: string[] = [];
-  const config = validate(raw, env, problems);
+  const config = validate(raw, env, sections, problems);
   // A value whose variable is unset is reported once, for the variable, not again as empty.
   const unset = new Set(envProblems.map((p) => p.slice(0, p.indexOf(': '))));
   const all = [...envProblems, ...problems.filter((p) => !unset.has(p.slice(0, p.indexOf(': '))))];
@@ -185,7 +150,7 @@ const BRANDING_KEYS = ['title', 'logo_url', 'accent_color', 'background_image', 
 // oidc-provider decodes them as RFC 6749 says, so anything outside the unreserved set breaks.
 const UNRESERVED = /^[A-Za-z0-9._~-]+$/;
 
-function validate(raw: unknown, env: Env, problems: string[]): Config | undefined {
+function validate<S>(raw: unknown, env: Env, sections: SourceSections<S>, problems: string[]): (CoreConfig & S) | undefined {
   if (raw === null || raw === undefined) {
     problems.push('the config is empty: it needs at least issuer and clients');
     return undefined;
@@ -194,20 +159,17 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
     problems.push('the config must be a mapping of keys (issuer, clients, ...)');
     return undefined;
   }
-  unknownKeys(raw, [...CORE_KEYS, ...SOURCE_KINDS.map((k) => k.name)], '', problems);
+  unknownKeys(raw, [...CORE_KEYS, ...sections.names], '', problems);
 
   const issuer = validateIssuer(raw.issuer, problems);
   // GUESTLIST_LISTEN changes the default only (the container image sets 0.0.0.0:8080).
   const listen = validateListen(raw.listen ?? (env.GUESTLIST_LISTEN || DEFAULT_LISTEN), env, problems);
   const data_dir = optionalString(raw.data_dir, 'data_dir', problems) ?? DEFAULT_DATA_DIR;
   const groups = validateGroups(raw.groups, problems);
-  const configured = SOURCE_KINDS.filter((k) => raw[k.name] !== undefined);
-  const clients = validateClients(raw.clients, groups, configured.map((k) => k.name), problems);
-  const sources: Record<string, unknown> = {};
-  for (const kind of configured) {
-    const section = kind.parse(raw[kind.name], problems);
-    if (section !== undefined) sources[kind.name] = section;
-  }
+  const configured = sections.names.filter((name) => raw[name] !== undefined);
+  const clients = validateClients(raw.clients, groups, sections.names, configured, problems);
+  const listenKey = raw.listen === undefined && env.GUESTLIST_LISTEN ? 'listen (from GUESTLIST_LISTEN, which the container image sets)' : 'listen';
+  const sources = sections.read(raw, listen, listenKey, problems);
   const branding = validateBranding(raw.branding, problems);
   const rate_limits = validateRateLimits(raw.rate_limits, problems);
   const client_ip_header = optionalString(raw.client_ip_header, 'client_ip_header', problems);
@@ -220,12 +182,8 @@ function validate(raw: unknown, env: Env, problems: string[]): Config | undefine
     problems.push('client_ip_header: X-Forwarded-For carries whatever the client sent first; use the header your proxy sets itself (Fly-Client-IP, CF-Connecting-IP, X-Real-IP)');
   }
 
-  if (listen) {
-    const listenKey = raw.listen === undefined && env.GUESTLIST_LISTEN ? 'listen (from GUESTLIST_LISTEN, which the container image sets)' : 'listen';
-    problems.push(...sourceProblems({ ...sources, listen }, listenKey));
-  }
   if (configured.length === 0) {
-    const ways = SOURCE_KINDS.map((k) => k.howToAdd);
+    const ways = sections.howToAdd;
     problems.push(`no identity source is configured: add ${ways.length > 1 ? `${ways.slice(0, -1).join(', ')} or ${ways.at(-1)}` : ways[0]}`);
   }
   if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
@@ -265,7 +223,7 @@ function validateIssuer(value: unknown, problems: string[]): string | undefined 
   return value;
 }
 
-function validateListen(value: unknown, env: Env, problems: string[]): Config['listen'] | undefined {
+function validateListen(value: unknown, env: Env, problems: string[]): CoreConfig['listen'] | undefined {
   if (typeof value !== 'string') {
     problems.push('listen: must be "host:port", e.g. "127.0.0.1:8080" or "0.0.0.0:8080"');
     return undefined;
@@ -309,7 +267,7 @@ function validateGroups(value: unknown, problems: string[]): Record<string, stri
   return groups;
 }
 
-function validateClients(value: unknown, groups: Record<string, string[]>, configured: readonly string[], problems: string[]): ClientConfig[] | undefined {
+function validateClients(value: unknown, groups: Record<string, string[]>, known: readonly string[], configured: readonly string[], problems: string[]): ClientConfig[] | undefined {
   if (value === undefined) {
     problems.push('clients: missing; add at least one relying party (client_id, client_secret, redirect_uris)');
     return undefined;
@@ -355,7 +313,7 @@ function validateClients(value: unknown, groups: Record<string, string[]>, confi
     if (c.sources !== undefined) {
       const list = stringList(c.sources, `${at}.sources`, problems, { allowEmpty: false });
       for (const s of list ?? []) {
-        if (!SOURCE_KINDS.some((k) => k.name === s)) problems.push(`${at}.sources: "${s}" is not a source (use ${SOURCE_KINDS.map((k) => k.name).join(' or ')})`);
+        if (!known.includes(s)) problems.push(`${at}.sources: "${s}" is not a source (use ${known.join(' or ')})`);
         else if (!configured.includes(s)) problems.push(`${at}.sources: "${s}" is not configured: add a "${s}:" section`);
       }
       sources = list;

@@ -1,15 +1,16 @@
 import type { Middleware } from 'koa';
 import Provider, { errors, interactionPolicy, type Adapter, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { expiredPage, type AmbientSignIn } from './interactions.ts';
-import { cookieSigner } from './cookie-keys.ts';
-import { claimsFor, mayUseClient, type AccountStore } from './accounts.ts';
-import type { ClientConfig, Config } from './config.ts';
-import type { KeyMaterial } from './keys.ts';
-import type { Logger } from './log.ts';
-import { Html, type Pages } from './http/pages.ts';
-import { answerTooManySignIns, TooManySignIns } from './http/pending-sign-ins.ts';
-import { routeOf } from './http/provider-routes.ts';
-import { answerStorageDown, StorageUnavailable, type Store } from './storage/store.ts';
+import { cookieSigner } from '../keys/cookie-signer.ts';
+import { claimsFor, mayUseClient, type AccountStore } from '../sign-in/accounts.ts';
+import type { ClientConfig, CoreConfig } from '../config/config.ts';
+import type { KeyMaterial } from '../keys/keys.ts';
+import type { Logger } from '../log.ts';
+import { Html, type Pages } from '../html.ts';
+import { answerTooManySignIns, TooManySignIns } from '../http/pending-sign-ins.ts';
+import { routeOf } from '../http/provider-routes.ts';
+import { answerStorageDown } from '../http/error-pages.ts';
+import { StorageUnavailable, type Store } from '../storage/store.ts';
 
 // How guestlist configures oidc-provider, and why. The relying parties we must please:
 // Headscale (go-oidc + x/oauth2) and Cloudflare Access (generic OIDC, no discovery, no userinfo).
@@ -29,7 +30,7 @@ const AMBIENT_SESSION_TTL = 15 * 60;
 const AMBIENT_HOOK = 'guestlist_ambient';
 
 export interface ProviderDeps {
-  config: Config;
+  config: CoreConfig;
   keys: KeyMaterial;
   store: Pick<Store, 'adapterFor'>;
   accounts: AccountStore;
@@ -281,7 +282,7 @@ export function signOutWithNobody(): Middleware {
 }
 
 /** Validate every client now: oidc-provider would otherwise only notice at its first login. */
-export async function checkClients(provider: Provider, config: Config): Promise<void> {
+export async function checkClients(provider: Provider, config: CoreConfig): Promise<void> {
   for (const c of config.clients) await provider.Client.find(c.client_id);
 }
 

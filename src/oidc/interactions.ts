@@ -2,12 +2,12 @@ import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
-import { mayUseClient, type Account, type AccountStore } from './accounts.ts';
-import { peerOf, type ClientNetwork } from './http/client-network.ts';
-import type { ClientConfig } from './config.ts';
-import type { Logger } from './log.ts';
-import { Html, type PageValues, type Pages } from './http/pages.ts';
-import { Refusal, type AmbientSource, type Identity, type InteractiveSource, type SignInStep, type StepOutcome } from './sources/source.ts';
+import { mayUseClient, type Account, type AccountStore } from '../sign-in/accounts.ts';
+import { peerOf, type ClientNetwork } from '../http/client-network.ts';
+import type { ClientConfig } from '../config/config.ts';
+import type { Logger } from '../log.ts';
+import { Html, type PageValues, type Pages } from '../html.ts';
+import { Refusal, type AmbientSource, type Identity, type InteractiveSource, type SignInStep, type StepOutcome } from '../sources/source.ts';
 
 // /interaction/:uid is where oidc-provider sends a person it cannot sign in by itself. A sign-in
 // reads top to bottom here: the client's ambient sources (Tailscale) are asked first and, when

@@ -1,5 +1,6 @@
-import { Refusal, type AmbientSource, type Connection, type Identity, type Peer } from '../source.ts';
-import { isLoopback } from '../tailscale/tailscale.ts';
+import type { Connection, Peer } from '../network.ts';
+import { Refusal, type AmbientSource, type Identity } from '../sources/source.ts';
+import { isLoopback } from '../sources/tailscale/tailscale.ts';
 
 // Only for the built-in demo (`npm start` with no config): there is no config key that turns it
 // on, and it refuses anyone who is not on this very machine.

@@ -1,5 +1,6 @@
-import type { ClientConfig } from './config.ts';
-import type { Identity } from './sources/source.ts';
+import type { ClientConfig } from '../config/config.ts';
+import type { Identity } from '../sources/source.ts';
+import type { AccountRecords } from '../storage/store.ts';
 
 // There is no user database: the identity a source vouched for is kept (by the store, see
 // storage/store.ts) for as long as the session that carries it, because oidc-provider asks for
@@ -14,6 +15,18 @@ export interface Account {
 export interface AccountStore {
   remember(identity: Identity): Promise<Account>;
   find(accountId: string): Promise<Account | undefined>;
+}
+
+/** The people signed in, as these rules make them from an identity, kept in the store's records. */
+export function accountStore(records: AccountRecords, groups: Record<string, string[]>): AccountStore {
+  return {
+    async remember(identity) {
+      const account = accountFor(identity, groups);
+      await records.keep(account);
+      return account;
+    },
+    find: async (accountId) => (await records.find(accountId)) as Account | undefined,
+  };
 }
 
 export function accountFor(identity: Identity, groups: Record<string, string[]>): Account {

@@ -2,47 +2,20 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_RATE_LIMITS, type Config } from '../../config.ts';
-import { DEFAULT_TAILSCALE_SOCKET } from '../tailscale/config.ts';
-import { escapeHtml, Html, type Pages } from '../../http/pages.ts';
+import type { CoreConfig } from '../config/config.ts';
+import { escapeHtml, Html, type Pages } from '../html.ts';
 
-// `npm start` with no config: guestlist on localhost with a built-in relying party at `/`, so a
-// newcomer can watch a whole OpenID Connect login happen and read the ID token it produced.
-// The relying party half is written the way an app would do it: state, nonce and PKCE, a code
-// exchange with the client secret, and the ID token verified against the published JWKS.
-
-const DEMO_CLIENT_ID = 'demo';
-const DEMO_CLIENT_SECRET = 'demo-secret-for-localhost-only';
-
-export function demoConfig(env: Record<string, string | undefined> = process.env): Config {
-  const port = env.PORT && /^\d+$/.test(env.PORT) ? Number(env.PORT) : 8080;
-  const issuer = `http://localhost:${port}`;
-  return {
-    issuer,
-    listen: { host: '127.0.0.1', port },
-    data_dir: DEFAULT_DATA_DIR,
-    clients: [{
-      client_id: DEMO_CLIENT_ID,
-      client_secret: DEMO_CLIENT_SECRET,
-      redirect_uris: [`${issuer}/demo/callback`],
-      post_logout_redirect_uris: [`${issuer}/`],
-      name: 'the guestlist demo app',
-      require_pkce: true,
-    }],
-    groups: { demo: ['ada@example.com'] },
-    tailscale: { socket: env.TAILSCALE_SOCKET || DEFAULT_TAILSCALE_SOCKET, allow_tagged: false, serve_headers: false },
-    branding: { ...DEFAULT_BRANDING },
-    rate_limits: { ...DEFAULT_RATE_LIMITS },
-    demo: true,
-  };
-}
+// The demo's built-in relying party at `/` (config.ts says when there is one), so a newcomer can
+// watch a whole OpenID Connect login happen and read the ID token it produced. It is written the
+// way an app would do it: state, nonce and PKCE, a code exchange with the client secret, and the
+// ID token verified against the published JWKS.
 
 interface PendingLogin {
   nonce: string;
   verifier: string;
 }
 
-export function demoRoutes(config: Config, pages: Pages): Middleware {
+export function demoApp(config: Pick<CoreConfig, 'issuer' | 'clients'>, pages: Pages): Middleware {
   const client = config.clients[0]!;
   const redirectUri = client.redirect_uris[0]!;
   const pending = new LRUCache<string, PendingLogin>({ max: 1000, ttl: 10 * 60_000 });
