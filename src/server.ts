@@ -5,7 +5,7 @@ import { ConfigError } from './config/config.ts';
 import { type Config } from './config/load.ts';
 import { formatListen } from './config/fields.ts';
 import { brandingStyles } from './http/branding.ts';
-import { clientNetwork } from './http/client-network.ts';
+import { clientNetwork, peerOf } from './http/client-network.ts';
 import { crossOrigin } from './http/cross-origin.ts';
 import { errorPages } from './http/error-pages.ts';
 import { healthz } from './http/healthz.ts';
@@ -18,7 +18,9 @@ import { rateLimits } from './http/rate-limits.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { staticFiles } from './http/static-files.ts';
 import { accountStore } from './sign-in/accounts.ts';
-import { ambientSignIn, interactionRoutes, rememberApp } from './oidc/interactions.ts';
+import { interactionRoutes } from './oidc/interactions.ts';
+import { rememberApp } from './http/expired-sign-in.ts';
+import { signIns } from './sign-in/sign-in.ts';
 import { loadOrCreateKeys } from './keys/keys.ts';
 import { createLogger, type Logger } from './log.ts';
 import { checkClients, createProvider, signOutWithNobody, TTL } from './oidc/provider.ts';
@@ -78,13 +80,19 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   const { bindings } = store;
   const accounts = accountStore(store.accounts, config.groups);
 
-  const { ambient, interactive, views, isAmbient } = createSources(config, {
+  const { ambient, interactive, views, rules } = createSources(config, {
     issuer: config.issuer, version: VERSION, bindings,
     ...(options.sourceTimeoutsMs ? { timeoutsMs: options.sourceTimeoutsMs } : {}),
   });
   preloadViews(views);
   const clients = new Map(config.clients.map((c) => [c.client_id, c]));
-  const network = clientNetwork(config.client_ip_header, ambient);
+  const network = clientNetwork(config.client_ip_header, async (peer) => {
+    for (const source of ambient) {
+      const key = await source.network?.(peer);
+      if (key) return key;
+    }
+    return undefined;
+  });
   const pending = pendingSignIns({
     perNetwork: config.rate_limits.pending,
     ttlMs: TTL.Interaction * 1000,
@@ -93,11 +101,8 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     // refuses newcomers instead of evicting anyone's.
     quota: store.quota('pending', Math.floor(0.8 * Math.min(MODEL_BOUNDS.Interaction!.max, MODEL_BOUNDS.Interaction!.maxBytes / PLACE_BYTES))),
   });
-  const provider = createProvider({
-    config, keys, store, accounts, log, pages, clients, isAmbient,
-    ambientSignIn: ambientSignIn({ ambient, accounts, clients, log }),
-    pendingInteractions: pending.adapter,
-  });
+  const signIn = signIns({ ambient, rules, accounts, clients, peerOf, log });
+  const provider = createProvider({ config, keys, store, accounts, log, pages, clients, signIn, pendingInteractions: pending.adapter });
   await checkClients(provider, config);
 
   provider.use(errorPages(log, pages));
@@ -114,7 +119,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(rememberApp(clients));
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
-  provider.use(interactionRoutes({ provider, issuer: config.issuer, ambient, interactive, accounts, clients, network, log, pages }));
+  provider.use(interactionRoutes({ provider, issuer: config.issuer, interactive, signIn, clients, network, pages }));
   // The built-in demo's app lives at `/`; otherwise `/` says what this is.
   provider.use(config.demo ? demoApp(config, pages) : home(config, pages));
 

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { namedNetwork, networkOf, type Network, type Peer } from '../network.ts';
-import type { AmbientSource } from '../sources/source.ts';
 
 // The network a request is counted by (see network.ts): from `client_ip_header` when the
 // operator's proxy sets it, else the TCP peer. Behind `tailscale serve` or userspace tailscaled
@@ -23,10 +22,17 @@ export function peerOf(req: IncomingMessage): Peer {
 export type ClientNetwork = (req: IncomingMessage) => Promise<Network>;
 
 /**
- * The network of a request: from `client_ip_header` when the operator's proxy sets it, else the
- * TCP peer; a loopback peer is asked of the ambient sources, which may know who is behind it.
+ * Who is behind a peer that many people share (loopback, behind tailscaled or `tailscale serve`),
+ * as a network name or an address, when something that verified it can tell (server.ts asks the
+ * ambient sources); undefined otherwise.
  */
-export function clientNetwork(clientIpHeader: string | undefined, ambient: AmbientSource[]): ClientNetwork {
+export type Vouch = (peer: Peer) => Promise<string | undefined>;
+
+/**
+ * The network of a request: from `client_ip_header` when the operator's proxy sets it, else the
+ * TCP peer, unless `vouch` knows who is behind it.
+ */
+export function clientNetwork(clientIpHeader: string | undefined, vouch: Vouch): ClientNetwork {
   const header = clientIpHeader?.toLowerCase();
   const find = async (req: IncomingMessage): Promise<Network> => {
     if (header) {
@@ -34,10 +40,8 @@ export function clientNetwork(clientIpHeader: string | undefined, ambient: Ambie
       if (isIP(value)) return networkOf(value);
     }
     const peer = peerOf(req);
-    for (const source of ambient) {
-      const key = await source.network?.(peer);
-      if (key) return isIP(key) ? networkOf(key) : namedNetwork(key);
-    }
+    const key = await vouch(peer);
+    if (key) return isIP(key) ? networkOf(key) : namedNetwork(key);
     return networkOf(peer.address || 'unknown');
   };
   // Asked by the rate limits, the pending sign-ins and a source's steps for one request: found once.

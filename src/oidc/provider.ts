@@ -1,8 +1,9 @@
 import type { Middleware } from 'koa';
 import Provider, { errors, interactionPolicy, type Adapter, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import { expiredPage, type AmbientSignIn } from './interactions.ts';
 import { cookieSigner } from '../keys/cookie-signer.ts';
-import { claimsFor, mayUseClient, type AccountStore } from '../sign-in/accounts.ts';
+import { claimsFor, type AccountStore } from '../sign-in/accounts.ts';
+import type { SignIn } from '../sign-in/sign-in.ts';
+import { expiredPage } from '../http/expired-sign-in.ts';
 import type { ClientConfig, CoreConfig } from '../config/config.ts';
 import type { KeyMaterial } from '../keys/keys.ts';
 import type { Logger } from '../log.ts';
@@ -25,9 +26,8 @@ export const TTL = {
 } as const;
 
 const SCOPE_STRING = ['openid', 'email', 'profile', 'groups'].join(' ');
-const AMBIENT_SESSION_TTL = 15 * 60;
-/** The extra authorization parameter whose validator is the ambient sign-in hook (see extraParams). */
-const AMBIENT_HOOK = 'guestlist_ambient';
+/** The extra authorization parameter whose validator is the one-hop sign-in hook (see extraParams). */
+const ONE_HOP_HOOK = 'guestlist_ambient';
 
 export interface ProviderDeps {
   config: CoreConfig;
@@ -37,22 +37,14 @@ export interface ProviderDeps {
   log: Logger;
   pages: Pages;
   /** The configured clients, by client_id. */
-  clients: Map<string, ClientConfig>;
-  /** Whether this `sub` came from an ambient source: such a session is re-checked on every authorization. */
-  isAmbient(sub: string | undefined): boolean;
-  /**
-   * Inside /auth itself: who the connection is, if an ambient source knows them and the app lets
-   * them in (see interactions.ts). Then the code goes back in this same response: no page.
-   */
-  ambientSignIn(ctx: KoaContextWithOIDC): Promise<AmbientSignIn | undefined>;
+  clients: ReadonlyMap<string, ClientConfig>;
+  /** The sign-in decision (sign-in/sign-in.ts): the one-hop hand-over and each source's session rule. */
+  signIn: Pick<SignIn, 'withinAuthorization' | 'stillHolds' | 'holdsFor'>;
   /** The Interaction adapter as the pending sign-ins count it (see http/pending-sign-ins.ts). */
   pendingInteractions(inner: Adapter): Adapter;
 }
 
-export function createProvider({ config, keys, store, accounts, log, pages, clients, isAmbient, ambientSignIn, pendingInteractions }: ProviderDeps): Provider {
-  // Authorization requests whose person an ambient source verified in this very request.
-  const verifiedNow = new WeakSet<object>();
-
+export function createProvider({ config, keys, store, accounts, log, pages, clients, signIn, pendingInteractions }: ProviderDeps): Provider {
   const configuration: Configuration = {
     adapter: (model: string) => {
       const inner = store.adapterFor(model);
@@ -97,10 +89,9 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
     pkce: { required: (_ctx, client) => clients.get(client.clientId)?.require_pkce ?? false },
     ttl: {
       ...TTL,
-      // A zero-click identity is verified afresh at every authorization anyway, so its session only
-      // has to outlive the code exchange and the app's userinfo call: keep it (and memory) short.
-      Session: (_ctx, session) => (isAmbient(session.accountId) ? AMBIENT_SESSION_TTL : TTL.Session),
-      Grant: (_ctx, grant) => (isAmbient(grant.accountId) ? AMBIENT_SESSION_TTL : TTL.Grant),
+      // As long as the person's source says a sign-in from it holds (its session rule).
+      Session: (_ctx, session) => signIn.holdsFor(session.accountId),
+      Grant: (_ctx, grant) => signIn.holdsFor(grant.accountId),
     },
     features: {
       devInteractions: { enabled: false },
@@ -125,21 +116,8 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
     // sign the session in and let /auth answer with the code itself (and prompt=none succeed).
     // The parameter itself means nothing; a client that sends it changes nothing.
     extraParams: {
-      [AMBIENT_HOOK]: async (ctx: KoaContextWithOIDC) => {
-        if (ctx.oidc.route !== 'authorization') return;
-        const session = ctx.oidc.session!;
-        // Someone signed in by Plex (or anyone else) stays who they are: the usual prompts decide.
-        if (session.accountId && !isAmbient(session.accountId)) return;
-        const who = await ambientSignIn(ctx);
-        if (!who) return;
-        // Another person's session in this browser: leave the switch to the interaction, which asks.
-        if (session.accountId && session.accountId !== who.accountId) return;
-        session.loginAccount({ accountId: who.accountId, amr: [who.source], transient: true });
-        // As oidc-provider does when a sign-in resumes: a session that existed before this
-        // sign-in gets a new id, so a session id planted in the browser never becomes signed in.
-        if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier();
-        verifiedNow.add(ctx);
-        who.signedIn();
+      [ONE_HOP_HOOK]: async (ctx: KoaContextWithOIDC) => {
+        if (ctx.oidc.route === 'authorization') await signIn.withinAuthorization(ctx);
       },
     },
     async findAccount(_ctx, sub) {
@@ -181,23 +159,15 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
   };
 
   /**
-   * A session is only a shortcut when it still holds: the identity must still be known, still
-   * allowed into this client, and an ambient identity (Tailscale) is asked afresh every time, so a
-   * device removed from the tailnet loses access at once rather than when a session expires.
+   * A session is only a shortcut when it still holds: the person must still be known, still
+   * allowed into this client, and still who their source says, as the source's session rule asks
+   * (a tailnet device at every authorization, so one removed from the tailnet is out at once).
    */
   function loginPolicy() {
     const { Check, base } = interactionPolicy;
     const policy = base();
-    policy.get('login')!.checks.add(new Check('identity_recheck', 'the identity must be verified again for this client', async (ctx: KoaContextWithOIDC) => {
-      const { oidc } = ctx;
-      if (oidc.result?.login || !oidc.session?.accountId || verifiedNow.has(ctx)) return Check.NO_NEED_TO_PROMPT;
-      const account = await accounts.find(oidc.session.accountId);
-      const client = clients.get(oidc.client!.clientId);
-      if (!account || !client || !mayUseClient(account, client) || isAmbient(account.accountId)) {
-        return Check.REQUEST_PROMPT;
-      }
-      return Check.NO_NEED_TO_PROMPT;
-    }));
+    policy.get('login')!.checks.add(new Check('identity_recheck', 'the identity must be verified again for this client', async (ctx: KoaContextWithOIDC) =>
+      (await signIn.stillHolds(ctx) ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT)));
     return policy;
   }
 

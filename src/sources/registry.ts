@@ -1,11 +1,10 @@
-import { sourceOf } from '../sign-in/accounts.ts';
 import { demoSource } from '../demo/source.ts';
 import { jellyfinKind } from './jellyfin/kind.ts';
 import { plexKind } from './plex/kind.ts';
 import type { BindingStore } from '../storage/bindings.ts';
 import { scopedBindings } from './sign-in-bindings.ts';
 import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
-import type { AmbientSource, InteractiveSource } from './source.ts';
+import type { AmbientSource, InteractiveSource, SessionRule } from './source.ts';
 import { tailscaleKind } from './tailscale/kind.ts';
 
 // Every identity source guestlist knows, by the name of its config section (which is also its
@@ -58,8 +57,8 @@ export interface Sources {
   interactive: InteractiveSource[];
   /** Views the sources' pages use. */
   views: string[];
-  /** The one rule for "came from an ambient source" (its sessions are re-checked every time). */
-  isAmbient(sub: string | undefined): boolean;
+  /** Each source's session rule, by the source name that prefixes the `sub`s it vouches for. */
+  rules: ReadonlyMap<string, SessionRule>;
 }
 
 /** What the server hands the sources; each gets its own share of it (SourceDeps). */
@@ -81,15 +80,19 @@ export function createSources(config: SourceConfigs & { demo: boolean }, deps: S
   const made = configured.map(({ kind, section }) => kind.create(section, depsOf(kind.name)));
   let ambient = made.filter((s): s is AmbientSource => s.kind === 'ambient');
   const interactive = made.filter((s): s is InteractiveSource => s.kind === 'interactive');
-  // Named before the demo takes their place: the demo signs in whoever tailscaled vouches for
-  // as that source's own sub (tailscale:...), which is as ambient there as anywhere.
-  const ambientNames = new Set([...ambient.map((s) => s.name), ...(config.demo ? ['demo'] : [])]);
-  if (config.demo) ambient = [demoSource(ambient.find((s) => s.name === 'tailscale'))];
+  // Taken before the demo takes their place: the demo signs in whoever tailscaled vouches for as
+  // that source's own sub (tailscale:...), under tailscale's rule there as anywhere.
+  const rules = new Map(made.map((s) => [s.name, s.session]));
+  if (config.demo) {
+    const demo = demoSource(ambient.find((s) => s.name === 'tailscale'));
+    ambient = [demo];
+    rules.set(demo.name, demo.session);
+  }
   return {
     ambient,
     interactive,
     views: [...configured.flatMap(({ kind }) => kind.views ?? []), ...(config.demo ? ['demo', 'demo-result'] : [])],
-    isAmbient: (sub) => sub !== undefined && ambientNames.has(sourceOf(sub)),
+    rules,
   };
 }
 

@@ -16,7 +16,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sharesOf, type Network } from '../network.ts';
 import { FINISH_CLAIM_MS, type Binding, type BindingStore, type BindResult } from '../storage/bindings.ts';
-import { Refusal, type SignInStep, type StepOutcome } from './source.ts';
+import type { SignInStep, StepOutcome } from './source.ts';
 
 /** Live bindings one network may hold at once (its /56 and /48 more: network.ts): a person retries a few times, not twenty. */
 export const BINDS_PER_NETWORK = 20;
@@ -71,7 +71,6 @@ export function bindRefused(bound: 'network-full' | 'full', label: string, what:
       body: { error: perNetwork ? `Too many ${label} sign-ins have been started from your network. Wait a few minutes and try again.`
         : `guestlist has too many ${label} sign-ins in progress right now. Try again in a few minutes.` },
     },
-    refusal: new Refusal('source-unavailable', `Too many ${label} sign-ins`, '',
-      `${what}: the memory of live sign-in bindings is full ${perNetwork ? 'for this network' : 'for everyone'}`),
+    log: { reason: 'too-many', detail: `${what}: the memory of live sign-in bindings is full ${perNetwork ? 'for this network' : 'for everyone'}` },
   };
 }

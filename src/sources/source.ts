@@ -29,7 +29,10 @@ export interface Identity {
 export type RefusalReason =
   | 'not-on-tailnet'
   | 'tagged-device'
+  /** The upstream could not be asked (down, slow, answering garbage). */
   | 'source-unavailable'
+  /** This network (or everybody) has started as many upstream sign-ins as guestlist keeps. */
+  | 'too-many'
   | 'expired'
   | 'not-allowed'
   /** The upstream answered but would not vouch for this sign-in (plex.tv's 401 for the person's token, a PIN that is not this sign-in's). */
@@ -42,20 +45,59 @@ export class Refusal extends Error {
   readonly title: string;
   /** For the log only, never the page: what failed and where (a socket path, an HTTP status, a timeout). */
   readonly detail: string | undefined;
-  constructor(reason: RefusalReason, title: string, message: string, detail?: string) {
+  /**
+   * What to tell the person when the page offers another way to sign in instead: why this one
+   * did not sign them in, without the advice that only fits a dead end ("Ask whoever runs it").
+   * Absent: say nothing then (a stranger to the tailnet is the ordinary case, not news).
+   */
+  readonly instead: string | undefined;
+  constructor(reason: RefusalReason, title: string, message: string, detail?: string, instead?: string) {
     super(message);
     this.name = 'Refusal';
     this.reason = reason;
     this.title = title;
     this.detail = detail;
-    this.status = reason === 'source-unavailable' ? 503 : reason === 'expired' ? 400 : 403;
+    this.instead = instead;
+    this.status = reason === 'source-unavailable' || reason === 'too-many' ? 503 : reason === 'expired' ? 400 : 403;
   }
+}
+
+/** What a step only logs: why it did not go on, for whoever reads the log; the person sees the step's own answer. */
+export interface LogOnly {
+  reason: RefusalReason;
+  detail?: string;
+}
+
+/** A refusal kept for the log, its words for the person having been said otherwise. */
+export function logOnly(refusal: Refusal): LogOnly {
+  return { reason: refusal.reason, ...(refusal.detail ? { detail: refusal.detail } : {}) };
+}
+
+/** A day: how long a sign-in that is not verified again holds (an interactive one). */
+export const DAY_SECONDS = 24 * 3600;
+
+/**
+ * How long a sign-in from a source holds, and how it is verified again when the session is reused
+ * for another authorization. oidc-provider keeps the session (and its grant) `holdsFor` seconds.
+ */
+export interface SessionRule {
+  holdsFor: number;
+  /**
+   * - 'from-the-connection': at every authorization the source must vouch for the same person
+   *   again, from the request's own connection (Tailscale: a device removed from the tailnet is
+   *   out at once, not when its session ends);
+   * - a function: asked of the upstream, given who was signed in; it answers who that is now, or
+   *   throws a Refusal (for a check such as "is the Plex server still shared with them?");
+   * - absent: the sign-in holds, unasked, for as long as it lasts.
+   */
+  verifyAgain?: 'from-the-connection' | ((signedIn: Identity) => Promise<Identity>);
 }
 
 /** A source that recognises the person from the connection itself: no page, nothing to click. */
 export interface AmbientSource {
   readonly kind: 'ambient';
   readonly name: string;
+  readonly session: SessionRule;
   /** Resolve the person behind this peer, or throw a Refusal. */
   identify(peer: Peer): Promise<Identity>;
   /**
@@ -89,11 +131,12 @@ export interface SignInStep {
 export type StepOutcome =
   /** Verified: the router signs the person in, if the app allows them. */
   | { identity: Identity }
+  /** A dead end: the refusal's page. */
   | { refusal: Refusal }
-  /** The sign-in page again, with a notice; `refusal` is logged, not shown. */
-  | { page: { status: number; notice?: string }; refusal?: Refusal }
-  /** An answer to the page's script; `refusal` is logged, not shown. */
-  | { json: { status: number; body?: unknown; retryAfter?: number }; refusal?: Refusal }
+  /** The sign-in page again, with a notice (a new attempt can still finish this sign-in). */
+  | { page: { status: number; notice?: string }; log?: LogOnly }
+  /** An answer to the page's script. */
+  | { json: { status: number; body?: unknown; retryAfter?: number }; log?: LogOnly }
   | { redirect: string };
 
 export interface SourceAction {
@@ -112,6 +155,7 @@ export interface SourceAction {
 export interface InteractiveSource {
   readonly kind: 'interactive';
   readonly name: string;
+  readonly session: SessionRule;
   /** How the page names it to people ("Sign in with your Plex account", "You can sign in with Plex instead"). */
   readonly label: string;
   /** Origins its page's script talks to, for the Content-Security-Policy's connect-src. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Binding } from '../../storage/bindings.ts';
 import { bindRefused, claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
-import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
+import { DAY_SECONDS, logOnly, Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import { identityOf, JellyfinUnavailable, REQUEST_LIFETIME_MS, type JellyfinClient } from './jellyfin.ts';
 
 // The Jellyfin sign-in's steps, behind /interaction/:uid/jellyfin/... (views/jellyfin.html,
@@ -53,7 +53,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
     if (typeof await requests.claim(step.uid) === 'object') await requests.settle(step.uid);
   }
 
-  const unavailable = (refusal: Refusal): StepOutcome => ({ json: { status: 503, retryAfter: 5, body: { error: refusal.message } }, refusal });
+  const unavailable = (refusal: Refusal): StepOutcome => ({ json: { status: 503, retryAfter: 5, body: { error: refusal.message } }, log: logOnly(refusal) });
 
   async function startRequest(step: SignInStep): Promise<StepOutcome> {
     const deviceId = randomBytes(16).toString('hex');
@@ -81,6 +81,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
     kind: 'interactive',
     name: 'jellyfin',
     label: 'Jellyfin',
+    session: { holdsFor: DAY_SECONDS },
     // The page talks only to guestlist; guestlist talks to Jellyfin.
     connectTo: [],
 
@@ -139,7 +140,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
                 await forget(step);
                 return {
                   json: { status: 200, body: { state } },
-                  refusal: new Refusal('expired', 'Expired', '', 'the Quick Connect request expired (or Jellyfin forgot it) before it was authorized'),
+                  log: { reason: 'expired', detail: 'the Quick Connect request expired (or Jellyfin forgot it) before it was authorized' },
                 };
               }
             }
@@ -186,7 +187,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
               // Jellyfin may well still hold the authorization: the same code can finish later.
               await requests.restore(step.uid, bound);
               settled = true;
-              return { page: { status: 503, notice: err.message }, refusal: err };
+              return { page: { status: 503, notice: err.message }, log: logOnly(err) };
             }
             return { refusal: err };
           } finally {

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isObject } from '../../config/fields.ts';
 import { bindRefused, claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
-import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
+import { DAY_SECONDS, logOnly, Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import type { PlexSource } from './plex.ts';
 
 // The Plex sign-in's steps, behind /interaction/:uid/plex/... (views/plex.html, static/plex.js):
@@ -35,7 +35,7 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveS
       if (pin.state === 'expired') {
         return {
           page: { status: 400, notice: 'That Plex sign-in expired before it was finished. Start again.' },
-          refusal: new Refusal('expired', 'Expired', '', `PIN ${bound.ref} expired before it was approved`),
+          log: { reason: 'expired', detail: `PIN ${bound.ref} expired before it was approved` },
         };
       }
       return { identity: await plex.identify(pin.token) };
@@ -51,6 +51,7 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveS
     kind: 'interactive',
     name: 'plex',
     label: 'Plex',
+    session: { holdsFor: DAY_SECONDS },
     // The page talks to plex.tv from the browser, to create and watch its PIN.
     connectTo: [new URL(plex.config.api_url).origin],
 
@@ -80,20 +81,20 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveS
             pin = await plex.readPin(posted.id);
           } catch (err) {
             if (!(err instanceof Refusal)) throw err;
-            return { json: { status: 503, body: { error: err.message } }, refusal: err };
+            return { json: { status: 503, body: { error: err.message } }, log: logOnly(err) };
           }
           // A PIN approved before it was offered to this sign-in was approved for someone else's.
           if (pin.state !== 'pending') {
             const approved = pin.state === 'approved';
             return {
               json: { status: 409, body: { error: approved ? 'This Plex PIN was already approved. Start again.' : 'This Plex PIN has expired. Start again.' } },
-              refusal: new Refusal(approved ? 'not-verified' : 'expired', 'Not a usable PIN', '', `PIN ${posted.id} was ${approved ? 'already approved' : 'expired or unknown'} when offered`),
+              log: { reason: approved ? 'not-verified' : 'expired', detail: `PIN ${posted.id} was ${approved ? 'already approved' : 'expired or unknown'} when offered` },
             };
           }
           if (!sameSecret(pin.code, posted.code)) {
             return {
               json: { status: 409, body: { error: 'This Plex PIN does not belong to this sign-in. Start again.' } },
-              refusal: new Refusal('not-verified', 'Not your PIN', '', `PIN ${posted.id} was offered with the wrong code`),
+              log: { reason: 'not-verified', detail: `PIN ${posted.id} was offered with the wrong code` },
             };
           }
           const bound = await pins.bind(step.uid, { ref: String(posted.id), expiresAt: pin.expiresAt }, await step.network());

@@ -56,6 +56,9 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
   return {
     kind: 'ambient',
     name: 'tailscale',
+    // A device is asked again at every authorization, so one removed from the tailnet is out at
+    // once; the session only has to outlive the code exchange and the app's userinfo call.
+    session: { holdsFor: 15 * 60, verifyAgain: 'from-the-connection' },
     async identify(peer: Peer): Promise<Identity> {
       // tailscaled first, always. With userspace networking every tailnet connection reaches us
       // from 127.0.0.1, just like `tailscale serve`'s own proxy; tailscaled knows the former (its

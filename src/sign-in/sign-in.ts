@@ -1,0 +1,180 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { ClientConfig } from '../config/config.ts';
+import type { Logger } from '../log.ts';
+import type { Peer } from '../network.ts';
+import { Refusal, type AmbientSource, type Identity, type LogOnly, type SessionRule } from '../sources/source.ts';
+import { accountIdFor, mayUseClient, sourceOf, type Account, type AccountStore } from './accounts.ts';
+
+// The one place a sign-in is decided: between "a source answered" and "oidc-provider was told".
+// Both ways in end here: /auth itself, for a person an ambient source knows from the connection
+// (one hop, no page), and the interaction routes, for everyone else. Here:
+//
+//   ambient(req, client)       the client's ambient sources, asked once per request, in the
+//                              config's order: the first who knows the person and whom the
+//                              client admits, else every refusal, for the page to explain
+//   admit(identity, client)    may this person use this client (groups, sources)
+//   withinAuthorization(ctx)   the one-hop hand-over to oidc-provider, inside /auth
+//   finish(...)                the interaction's hand-over to oidc-provider
+//   holdsFor / stillHolds      each source's session rule: how long its sign-in holds, and
+//                              whether a reused session must be verified again
+//   the `login` log lines      one shape for every outcome
+
+/** A person a source vouched for, whom the client lets in. */
+export interface Admitted {
+  account: Account;
+  source: string;
+}
+
+/** What the client's ambient sources said of a request. */
+export type AmbientAnswer = { admitted: Admitted } | { refused: { refusal: Refusal; source: string }[] };
+
+export interface SignInDeps {
+  ambient: AmbientSource[];
+  /** Each source's session rule, by the source name a `sub` starts with. */
+  rules: ReadonlyMap<string, SessionRule>;
+  accounts: AccountStore;
+  clients: ReadonlyMap<string, ClientConfig>;
+  /** The TCP peer of a request (http/client-network.ts). */
+  peerOf(req: IncomingMessage): Peer;
+  log: Logger;
+}
+
+export type SignIn = ReturnType<typeof signIns>;
+
+/** Whether this client takes people from this source (every configured one, unless it lists some). */
+export function accepts(client: ClientConfig, source: string): boolean {
+  return !client.sources || client.sources.includes(source);
+}
+
+/** A day: what a session holds for when its source has no rule (it is no longer configured). */
+const WITHOUT_RULE_SECONDS = 24 * 3600;
+
+export function signIns(deps: SignInDeps) {
+  const { ambient, rules, accounts, clients, peerOf, log } = deps;
+  const ruleOf = (sub: string): SessionRule | undefined => rules.get(sourceOf(sub));
+
+  /** The person is known: remember them, and let them into this client only if it allows them. */
+  async function admit(identity: Identity, client: ClientConfig): Promise<Account> {
+    const account = await accounts.remember(identity);
+    if (!mayUseClient(account, client)) {
+      const why = `You are signed in as ${identity.login}, but that account is not allowed into ${client.name}.`;
+      throw new Refusal('not-allowed', 'You are not on the guest list', `${why} Ask whoever runs it to add you.`,
+        `${account.accountId} is in none of ${client.client_id}'s allowed_groups or sources`, why);
+    }
+    return account;
+  }
+
+  async function askAmbient(req: IncomingMessage, client: ClientConfig): Promise<AmbientAnswer> {
+    const peer = peerOf(req);
+    const refused: { refusal: Refusal; source: string }[] = [];
+    for (const source of ambient.filter((s) => accepts(client, s.name))) {
+      try {
+        return { admitted: { account: await admit(await source.identify(peer), client), source: source.name } };
+      } catch (err) {
+        if (!(err instanceof Refusal)) throw err;
+        refused.push({ refusal: err, source: source.name });
+      }
+    }
+    return { refused };
+  }
+
+  // Asked once per request: /auth's one-hop hand-over and its session check share one answer.
+  const answers = new WeakMap<IncomingMessage, { clientId: string; answer: Promise<AmbientAnswer> }>();
+  function ambientFor(req: IncomingMessage, client: ClientConfig): Promise<AmbientAnswer> {
+    const known = answers.get(req);
+    if (known?.clientId === client.client_id) return known.answer;
+    const answer = askAmbient(req, client);
+    answers.set(req, { clientId: client.client_id, answer });
+    return answer;
+  }
+
+  const logSignedIn = (source: string, clientId: string, sub: string) => log('info', 'login', { outcome: 'signed-in', source, client_id: clientId, sub });
+
+  /** A refusal the person sees, or a step's log-only outcome; `next` says what the person is offered instead. */
+  function logRefused(refusal: Refusal | LogOnly, source: string, clientId: string, next?: string): void {
+    log(refusal.reason === 'source-unavailable' || refusal.reason === 'too-many' ? 'warn' : 'info', 'login', {
+      outcome: 'refused', reason: refusal.reason, source, client_id: clientId,
+      ...(refusal.detail ? { detail: refusal.detail } : {}), ...(next ? { next } : {}),
+    });
+  }
+
+  return {
+    admit,
+    ambient: ambientFor,
+    logSignedIn,
+    logRefused,
+    logAbandoned: (clientId: string) => log('info', 'login', { outcome: 'abandoned', client_id: clientId }),
+
+    /** How long a sign-in from the source of this sub holds, in seconds. */
+    holdsFor: (sub: string | undefined): number => (sub && ruleOf(sub)?.holdsFor) || WITHOUT_RULE_SECONDS,
+
+    /**
+     * Inside /auth (oidc-provider's hook, see oidc/provider.ts): when an ambient source knows the
+     * person and the client admits them, the session takes them here and /auth answers with the
+     * code: no page. Anyone else, and a refusal, is left to the interaction page, which asks again
+     * and says why. A session whose rule lets it hold unasked (Plex) stays who it is.
+     */
+    async withinAuthorization(ctx: KoaContextWithOIDC): Promise<void> {
+      const client = clients.get(ctx.oidc.client?.clientId ?? '');
+      const session = ctx.oidc.session!;
+      if (!client) return;
+      if (session.accountId && ruleOf(session.accountId)?.verifyAgain !== 'from-the-connection') return;
+      const answer = await ambientFor(ctx.req, client);
+      if (!('admitted' in answer)) return;
+      const { account, source } = answer.admitted;
+      // Another person's session in this browser: leave the switch to the interaction, which asks.
+      if (session.accountId && session.accountId !== account.accountId) return;
+      session.loginAccount({ accountId: account.accountId, amr: [source], transient: true });
+      // As oidc-provider does when a sign-in resumes: a session that existed before this
+      // sign-in gets a new id, so a session id planted in the browser never becomes signed in.
+      if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier();
+      logSignedIn(source, client.client_id, account.accountId);
+    },
+
+    /**
+     * Whether the session's person may be let into this client again without a page: they are
+     * still known, still allowed in, and still who their source says, as its rule asks.
+     */
+    async stillHolds(ctx: KoaContextWithOIDC): Promise<boolean> {
+      const { oidc } = ctx;
+      const sub = oidc.session?.accountId;
+      if (oidc.result?.login || !sub) return true;
+      const account = await accounts.find(sub);
+      const client = clients.get(oidc.client?.clientId ?? '');
+      if (!account || !client || !mayUseClient(account, client)) return false;
+      const rule = ruleOf(sub);
+      if (!rule) return false;
+      if (!rule.verifyAgain) return true;
+      if (rule.verifyAgain === 'from-the-connection') {
+        const answer = await ambientFor(ctx.req, client);
+        return 'admitted' in answer && answer.admitted.account.accountId === sub;
+      }
+      try {
+        const now = await rule.verifyAgain(account.identity);
+        return accountIdFor(now) === sub && mayUseClient(await accounts.remember(now), client);
+      } catch (err) {
+        if (!(err instanceof Refusal)) throw err;
+        return false;
+      }
+    },
+
+    /** The interaction's hand-over to oidc-provider: where the browser goes next. */
+    async finish(provider: Provider, ctx: { req: IncomingMessage; res: ServerResponse }, admitted: Admitted, clientId: string): Promise<string> {
+      logSignedIn(admitted.source, clientId, admitted.account.accountId);
+      return provider.interactionResult(ctx.req, ctx.res, { login: { accountId: admitted.account.accountId, amr: [admitted.source], remember: false } }, { mergeWithLastSubmission: false });
+    },
+  };
+}
+
+/**
+ * What the sign-in page says above the other ways in, when an ambient source did not let the
+ * person in and that is news to them (the refusal's own words, else why it could not work here).
+ */
+export function insteadNotice(refusal: Refusal, clientName: string, labels: string): string | undefined {
+  const why = refusal.instead ?? (refusal.reason === 'not-allowed' ? refusal.message
+    : refusal.reason === 'tagged-device' || refusal.reason === 'source-unavailable' ? `${refusal.title}, so you cannot be signed in to ${clientName} automatically.`
+      : undefined);
+  return why && `${why} You can sign in with ${labels} instead.`;
+}
