@@ -124,9 +124,12 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     await loadOrCreateKeys(config.data_dir); // made once, shared by both, as a seeded volume would be
     instances[1]!.storage = redisUrl;
   }
+  // A source's upstream timeout is its own (3 s, 5 s, 5 s) unless the test asks for another.
+  const timeouts = Object.fromEntries(Object.entries({ tailscale: options.whoisTimeoutMs, plex: options.plexTimeoutMs, jellyfin: options.jellyfinTimeoutMs })
+    .filter(([, ms]) => ms !== undefined)) as Record<string, number>;
   const startOne = (c: Config) => startServer(c, {
     log: (level, msg, fields) => logs.push({ level, msg, ...fields }),
-    sourceTimeoutsMs: { tailscale: options.whoisTimeoutMs ?? 1000, plex: options.plexTimeoutMs ?? 1000, jellyfin: options.jellyfinTimeoutMs ?? 1000 },
+    sourceTimeoutsMs: timeouts,
     ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     env: {},
   });

@@ -236,18 +236,6 @@ describe('plain http to Jellyfin', () => {
   });
 });
 
-describe('the ready line', () => {
-  test('with Jellyfin alone, names Jellyfin alone', async () => {
-    const { logs } = await serve('jellyfin: {url: "https://jellyfin.example.com"}\n');
-    assert.deepEqual(logs.find((l) => l.msg === 'guestlist ready')?.sources, ['jellyfin']);
-  });
-
-  test('with every source, names each', async () => {
-    const { logs } = await serve(`tailscale: {socket: /nonexistent/tailscaled.sock}\nplex: {server_id: ${PLEX_SERVER_ID}}\njellyfin: {url: "https://jellyfin.example.com"}\n`);
-    assert.deepEqual(logs.find((l) => l.msg === 'guestlist ready')?.sources, ['tailscale', 'plex', 'jellyfin']);
-  });
-});
-
 describe('the section at work', () => {
   test('server_name is what the page calls the server, escaped; without it, "the Jellyfin server"', async () => {
     const named = await startTestEnv({ jellyfin: { server_name: 'Casa <Media> & Co' }, tailscale: null, clients: [MEDIA] });

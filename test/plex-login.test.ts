@@ -23,7 +23,7 @@ describe('Plex sign-in', () => {
   let env: TestEnv;
   let plex: FakePlex;
   before(async () => {
-    env = await startTestEnv({ plex: true, clients: [FRIENDS, BOTH, TAILNET_ONLY], groups: { family: ['alice@example.com'] } });
+    env = await startTestEnv({ plex: true, clients: [FRIENDS, BOTH, TAILNET_ONLY], groups: { family: ['alice@example.com'] }, plexTimeoutMs: 1000 });
     plex = env.plex;
   });
   after(() => env.close());

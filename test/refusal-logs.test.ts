@@ -15,7 +15,8 @@ const BOTH_ADMINS: ClientConfig = { ...BOTH, client_id: 'both-admins', name: 'Gr
 describe('every refusal is logged with its reason and cause', () => {
   let env: TestEnv;
   before(async () => {
-    env = await startTestEnv({ plex: true, clients: [BOTH, BOTH_ADMINS, FRIENDS, HEADSCALE], groups: { admins: ['alice@example.com'] } });
+    // Short upstream timeouts, so that a hung tailscaled or plex.tv is given up on quickly.
+    env = await startTestEnv({ plex: true, clients: [BOTH, BOTH_ADMINS, FRIENDS, HEADSCALE], groups: { admins: ['alice@example.com'] }, whoisTimeoutMs: 1000, plexTimeoutMs: 1000 });
   });
   after(() => env.close());
   const refusals = (since: number) => env.logs.slice(since).filter((l) => l.msg === 'login' && l.outcome === 'refused');
