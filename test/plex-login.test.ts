@@ -164,6 +164,32 @@ describe('Plex sign-in', () => {
     });
   }
 
+  test('after plex.tv failed at the finish, the sign-in page is back with a notice naming Plex, and a new PIN finishes the same sign-in', async () => {
+    const p = await openPlexPage(env);
+    const first = await createAndBindPin(env, p);
+    plex.approve(first.pin.code, 'alice');
+    plex.faults.set('/api/v2/resources', 'http-500');
+    let failed;
+    try {
+      failed = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
+    } finally {
+      plex.faults.clear();
+    }
+    assert.equal(failed.status, 503);
+    assert.match(failed.body, /Plex is not answering/);
+    // The sign-in page itself, with its Plex panel, not a dead end with only a way back.
+    assert.match(failed.body, /data-bind=/);
+    assert.equal(failed.redirectedTo, undefined);
+    // Plex answers again: the person presses the button once more, on this same sign-in.
+    const second = await createAndBindPin(env, p);
+    assert.equal(second.bind.status, 204);
+    plex.approve(second.pin.code, 'alice');
+    const done = await p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
+    assert.ok(done.redirectedTo?.searchParams.get('code'), `HTTP ${done.status}: ${done.body.slice(0, 300)}`);
+    const tokens = await redeem(p, done.redirectedTo!);
+    assert.match(String(tokens.claims()?.sub), /^plex:/);
+  });
+
   // Plex's docs: 401 means the token is invalid; only other statuses mean Plex is in trouble.
   for (const path of ['/api/v2/user', '/api/v2/resources']) {
     test(`plex.tv refusing the person's token (401 at ${path}) is a 403 refusal, not "Plex is not answering"`, async () => {

@@ -41,6 +41,9 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveS
       return { identity: await plex.identify(pin.token) };
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
+      // plex.tv could not be asked: the sign-in page again, as Jellyfin's, where a new PIN can
+      // finish this same sign-in once Plex answers (the person does not start over at the app).
+      if (err.reason === 'source-unavailable') return { page: { status: 503, notice: `${err.title}: ${err.message}` }, log: logOnly(err) };
       return { refusal: err };
     } finally {
       if (!settled) await pins.settle(step.uid);
