@@ -2,19 +2,12 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { access, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { cli, freePort, tempDir } from './helpers.ts';
+import { cli, configYaml, freePort, tempDir } from './helpers.ts';
 
 // The config may come from a file (--config, GUESTLIST_CONFIG) or as the YAML itself
 // (GUESTLIST_CONFIG_YAML, a Fly secret): both are loaded, resolved and checked the same way.
 
-const SECRET = '0123456789abcdef0123';
-
-async function yamlFor(extra: string, port?: number) {
-  const dir = await tempDir();
-  const text = `issuer: http://127.0.0.1:${port ?? 1}\n${port ? `listen: 127.0.0.1:${port}\n` : ''}data_dir: ${join(dir, 'data')}\n`
-    + `clients: [{client_id: app, client_secret: ${SECRET}, redirect_uris: ["https://app.example.com/cb"]}]\n${extra}`;
-  return { dir, text };
-}
+const yamlFor = configYaml;
 
 describe('GUESTLIST_CONFIG_YAML gets the checks a config file gets', () => {
   test('check refuses a stylesheet that does not exist, naming branding.stylesheet', async () => {

@@ -357,6 +357,26 @@ export async function cli(args: string[], env: Record<string, string>) {
   return { result, code: typeof result === 'number' ? result : 0, out, err, logs };
 }
 
+const APP_CLIENT = 'clients: [{client_id: app, client_secret: 0123456789abcdef0123, redirect_uris: ["https://app.example.com/cb"]}]\n';
+
+/**
+ * A config's YAML with its data_dir in a fresh temp dir: an issuer on loopback (listening on
+ * `port` if given), `clients` (one app by default), then `extra` (the sources, say).
+ */
+export async function configYaml(extra: string, port?: number, clients = APP_CLIENT): Promise<{ dir: string; text: string }> {
+  const dir = await tempDir();
+  const text = `issuer: http://127.0.0.1:${port ?? 1}\n${port ? `listen: 127.0.0.1:${port}\n` : ''}data_dir: ${join(dir, 'data')}\n${clients}${extra}`;
+  return { dir, text };
+}
+
+/** `guestlist serve` with this YAML (in GUESTLIST_CONFIG_YAML), stopped again once it is ready; what it printed and logged. */
+export async function serveOnce(yaml: string) {
+  const run = await cli(['serve'], { GUESTLIST_CONFIG_YAML: yaml });
+  if (typeof run.result === 'number') throw new Error(`serve exited ${run.result}: ${run.err}`);
+  await run.result.close();
+  return run;
+}
+
 /** A relying party's whole login with openid-client: authorize, the browser's walk, code exchange. */
 export async function login(env: TestEnv, options: LoginOptions = {}) {
   const c = options.client ?? HEADSCALE;

@@ -1,11 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { ConfigError } from '../src/config/config.ts';
 import { parseConfig } from '../src/config/load.ts';
-import type { RunningServer } from '../src/server.ts';
 import { JELLYFIN_USERS } from './fakes/jellyfin.ts';
-import { cli, freePort, startTestEnv, tempDir, type BrowserResult } from './helpers.ts';
+import { cli, configYaml, freePort, serveOnce, startTestEnv, type BrowserResult } from './helpers.ts';
 import { finishJellyfin, getCode, MEDIA, openJellyfinPage, redeem, waitFor } from './jellyfin-flow.ts';
 
 // The `jellyfin:` section of the config (src/sources/jellyfin/config.ts) as an operator meets it:
@@ -44,20 +42,12 @@ function backToApp(done: BrowserResult): URL {
 }
 
 /** A whole config for the CLI, with its own data_dir (and a port to serve on, if given). */
-async function yamlFor(sources: string, port?: number): Promise<string> {
-  const dir = await tempDir();
-  return `issuer: http://127.0.0.1:${port ?? 1}\n${port ? `listen: 127.0.0.1:${port}\n` : ''}data_dir: ${join(dir, 'data')}\n${CLIENT}${sources}`;
-}
+const yamlFor = async (sources: string, port?: number) => (await configYaml(sources, port, CLIENT)).text;
 
 const check = async (sources: string) => cli(['check'], { GUESTLIST_CONFIG_YAML: await yamlFor(sources) });
 
 /** `serve` started and stopped again; its logs. */
-async function serve(sources: string) {
-  const run = await cli(['serve'], { GUESTLIST_CONFIG_YAML: await yamlFor(sources, await freePort()) });
-  assert.notEqual(typeof run.result, 'number', run.err);
-  await (run.result as RunningServer).close();
-  return run;
-}
+const serve = async (sources: string) => serveOnce(await yamlFor(sources, await freePort()));
 
 describe('the jellyfin section', () => {
   test('a valid section loads: url with its trailing slash trimmed, server_name, allowed_users', () => {
