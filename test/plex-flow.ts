@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type * as client from 'openid-client';
 import type { ClientConfig } from '../src/config/config.ts';
 import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type SignInPage, type TestEnv } from './helpers.ts';
 
@@ -43,6 +44,24 @@ export function bindPin(p: PlexPage, body: object, headers: Record<string, strin
 
 export function finishPlex(p: PlexPage): Promise<BrowserResult> {
   return p.browser.post(p.finishUrl, '', 'application/x-www-form-urlencoded');
+}
+
+/** A whole Plex sign-in to `c` as `user`: page, PIN, bind, approval, finish (in `browser`, which keeps its session). */
+export async function signInWithPlex(env: TestEnv, user: string, c: ClientConfig = FRIENDS, browser?: Browser) {
+  const p = await openPlexPage(env, c, browser);
+  assert.equal(p.page.status, 200, p.page.body.slice(0, 300));
+  const pin = await createPin(env, p);
+  const bind = await bindPin(p, pin);
+  assert.equal(bind.status, 204, bind.body);
+  env.plex.approve(pin.code, user);
+  return { p, done: await finishPlex(p) };
+}
+
+/** The claims an app gets for `user` after a Plex sign-in. */
+export async function plexClaims(env: TestEnv, user: string, c: ClientConfig = FRIENDS): Promise<client.IDToken> {
+  const { p, done } = await signInWithPlex(env, user, c);
+  assert.ok(done.redirectedTo, `HTTP ${done.status}: ${done.body.slice(0, 300)}`);
+  return (await redeem(p, done.redirectedTo)).claims()!;
 }
 
 export { redeem };

@@ -59,7 +59,7 @@ describe('Plex sign-in', () => {
     assert.equal(claims.email, 'alice@example.com');
     assert.equal(claims.email_verified, true);
     assert.equal(claims.picture, 'https://plex.tv/users/dae343c1f45beb4f/avatar?c=1720981098');
-    assert.deepEqual(claims.groups, ['family', 'plex', `plex:${SERVER_ID}`]);
+    assert.deepEqual(claims.groups, ['family', 'plex', `plex:${SERVER_ID}`, 'plex-friend']);
     // The Plex token was used and dropped: it is nowhere in the logs.
     const plexToken = plex.calls.find((c) => c.token)!.token!;
     assert.ok(!JSON.stringify(env.logs).includes(plexToken));

@@ -90,6 +90,8 @@ export function sourceName(source: ConfigSource): string {
 export interface SourceSections<S> {
   names: readonly string[];
   read(raw: Record<string, unknown>, listen: CoreConfig['listen'] | undefined, listenKey: string, problems: string[]): S;
+  /** The groups the sections read vouch for people's membership of. */
+  groups(sections: S): string[];
   howToAdd: readonly string[];
 }
 
@@ -167,9 +169,9 @@ function validate<S>(raw: unknown, env: Env, sections: SourceSections<S>, proble
   const data_dir = optionalString(raw.data_dir, 'data_dir', problems) ?? DEFAULT_DATA_DIR;
   const groups = validateGroups(raw.groups, problems);
   const configured = sections.names.filter((name) => raw[name] !== undefined);
-  const clients = validateClients(raw.clients, groups, sections.names, configured, problems);
   const listenKey = raw.listen === undefined && env.GUESTLIST_LISTEN ? 'listen (from GUESTLIST_LISTEN, which the container image sets)' : 'listen';
   const sources = sections.read(raw, listen, listenKey, problems);
+  const clients = validateClients(raw.clients, groups, sections.groups(sources), sections.names, configured, problems);
   const branding = validateBranding(raw.branding, problems);
   const rate_limits = validateRateLimits(raw.rate_limits, problems);
   const client_ip_header = optionalString(raw.client_ip_header, 'client_ip_header', problems);
@@ -267,7 +269,7 @@ function validateGroups(value: unknown, problems: string[]): Record<string, stri
   return groups;
 }
 
-function validateClients(value: unknown, groups: Record<string, string[]>, known: readonly string[], configured: readonly string[], problems: string[]): ClientConfig[] | undefined {
+function validateClients(value: unknown, groups: Record<string, string[]>, vouched: readonly string[], known: readonly string[], configured: readonly string[], problems: string[]): ClientConfig[] | undefined {
   if (value === undefined) {
     problems.push('clients: missing; add at least one relying party (client_id, client_secret, redirect_uris)');
     return undefined;
@@ -306,7 +308,9 @@ function validateClients(value: unknown, groups: Record<string, string[]>, known
     if (c.allowed_groups !== undefined) {
       allowed_groups = stringList(c.allowed_groups, `${at}.allowed_groups`, problems, { allowEmpty: false });
       for (const g of allowed_groups ?? []) {
-        if (!Object.hasOwn(groups, g)) problems.push(`${at}.allowed_groups: group "${g}" is not defined under groups`);
+        if (!Object.hasOwn(groups, g) && !vouched.includes(g)) {
+          problems.push(`${at}.allowed_groups: group "${g}" is not defined under groups${vouched.length ? `, nor one a configured source vouches for (${vouched.join(', ')})` : ''}`);
+        }
       }
     }
     let sources: ClientConfig['sources'];

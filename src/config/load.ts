@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError, parseCoreConfig, sourceName, type ConfigSource, type CoreConfig } from './config.ts';
-import { resolveSourcePaths, SOURCE_KINDS, sourceProblems, type SourceConfigs } from '../sources/registry.ts';
+import { resolveSourcePaths, SOURCE_KINDS, sourceGroups, sourceProblems, type SourceConfigs } from '../sources/registry.ts';
 
 // The config as guestlist runs with it: the core's keys (config.ts) and the sections of the
 // identity sources (sources/registry.ts), read together, so that one run reports every problem.
@@ -24,6 +24,7 @@ export function parseConfig(text: string, env: Env = process.env, source = 'conf
       if (listen) problems.push(...sourceProblems({ ...sections, listen }, listenKey));
       return sections as SourceConfigs;
     },
+    groups: sourceGroups,
   });
 }
 

@@ -47,6 +47,11 @@ export function sourceWarnings(config: SourceConfigs): string[] {
   return configuredKinds(config).flatMap(({ kind, section }) => kind.warnings?.(section) ?? []).filter(present);
 }
 
+/** The groups the configured sources vouch for (an app may allow them without `groups` defining them). */
+export function sourceGroups(config: SourceConfigs): string[] {
+  return configuredKinds(config).flatMap(({ kind, section }) => kind.groups?.(section) ?? []);
+}
+
 /** The names of the sources a config turns on. */
 export function configuredSources(config: SourceConfigs): string[] {
   return configuredKinds(config).map(({ kind }) => kind.name);

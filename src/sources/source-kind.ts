@@ -31,5 +31,10 @@ export interface SourceKind<N extends string = string, C = unknown> {
   problems?(section: C, listen: Listen, listenKey: string): (string | undefined)[];
   /** What works but is probably not what the operator wants (plain http to a public address, say). */
   warnings?(section: C): (string | undefined)[];
+  /**
+   * The groups it vouches for people's membership of (plex-home, jellyfin-admin, ...): an app's
+   * allowed_groups may name them without the config's `groups` defining them.
+   */
+  groups?(section: C): string[];
   create(section: C, deps: SourceDeps): AmbientSource | InteractiveSource;
 }

@@ -1,11 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type * as client from 'openid-client';
 import type { ClientConfig } from '../../src/config/config.ts';
 import { PLEX_USERS, SERVER_ID } from '../fakes/plex.ts';
 import { ALICE, BOB_GITHUB, CI_RUNNER_TAGGED } from '../fakes/tailscaled.ts';
 import { login, startTestEnv, type TestEnv } from '../helpers.ts';
-import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage, redeem } from '../plex-flow.ts';
+import { FRIENDS, plexClaims, signInWithPlex as plexSignIn } from '../plex-flow.ts';
 
 // Groups come from verified facts only: the verified email, the Tailscale login name, the Plex
 // username, an allowed tagged device's tags, and the `sub` itself. Never an unconfirmed email, a
@@ -15,24 +14,6 @@ import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage, redeem } from '.
 const OWNERS_ONLY: ClientConfig = { ...FRIENDS, client_id: 'owners-only', name: 'Owners App', redirect_uris: ['https://owners.example.test/callback'], allowed_groups: ['owners'] };
 
 const KID_SUB = `plex:${PLEX_USERS.kid!.id}`;
-
-/** A whole Plex sign-in to `c` as `user`: page, PIN, bind, approval, finish. */
-async function plexSignIn(env: TestEnv, user: string, c: ClientConfig = FRIENDS) {
-  const p = await openPlexPage(env, c);
-  assert.equal(p.page.status, 200, p.page.body.slice(0, 300));
-  const pin = await createPin(env, p);
-  const bind = await bindPin(p, pin);
-  assert.equal(bind.status, 204, bind.body);
-  env.plex.approve(pin.code, user);
-  return { p, done: await finishPlex(p) };
-}
-
-/** The claims an app gets for `user` after a Plex sign-in. */
-async function plexClaims(env: TestEnv, user: string): Promise<client.IDToken> {
-  const { p, done } = await plexSignIn(env, user);
-  assert.ok(done.redirectedTo, `HTTP ${done.status}: ${done.body.slice(0, 300)}`);
-  return (await redeem(p, done.redirectedTo)).claims()!;
-}
 
 const sorted = (groups: unknown) => [...(groups as string[])].sort();
 
@@ -58,7 +39,7 @@ describe('Plex: groups from verified facts only', () => {
     assert.equal(claims.sub, 'plex:13692262');
     assert.equal(claims.email, 'alice@example.com');
     assert.equal(claims.email_verified, true);
-    assert.deepEqual(sorted(claims.groups), ['by-id', 'family', 'pals', 'plex', `plex:${SERVER_ID}`]);
+    assert.deepEqual(sorted(claims.groups), ['by-id', 'family', 'pals', 'plex', 'plex-friend', `plex:${SERVER_ID}`]);
   });
 
   test('an unconfirmed email that equals a group member matches nothing and is not claimed', async () => {
@@ -67,20 +48,20 @@ describe('Plex: groups from verified facts only', () => {
     assert.equal(claims.preferred_username, 'erin');
     assert.equal(claims.email, undefined);
     assert.equal(claims.email_verified, undefined);
-    assert.deepEqual(sorted(claims.groups), ['plex', `plex:${SERVER_ID}`]);
+    assert.deepEqual(sorted(claims.groups), ['plex', 'plex-friend', `plex:${SERVER_ID}`]);
   });
 
   test('a title that equals a group member matches nothing (the username is what counts)', async () => {
     const claims = await plexClaims(env, 'frank');
     assert.equal(claims.preferred_username, 'frank');
     assert.equal(claims.name, 'alice'); // shown, never matched
-    assert.deepEqual(sorted(claims.groups), ['plex', `plex:${SERVER_ID}`]);
+    assert.deepEqual(sorted(claims.groups), ['plex', 'plex-friend', `plex:${SERVER_ID}`]);
   });
 
   test('a username shaped like an email is not matched as one', async () => {
     const claims = await plexClaims(env, 'mallory');
     assert.equal(claims.email, undefined);
-    assert.deepEqual(sorted(claims.groups), ['plex', `plex:${SERVER_ID}`]);
+    assert.deepEqual(sorted(claims.groups), ['plex', 'plex-friend', `plex:${SERVER_ID}`]);
   });
 
   test('a managed Home user keeps their own sub and gets none of the owner\'s email, name or groups', async () => {
@@ -94,8 +75,8 @@ describe('Plex: groups from verified facts only', () => {
     assert.ok(!groups.includes('plex-owner'), 'a Home member\'s copy of the owner\'s server does not make them the owner');
     assert.ok(!groups.includes('owners'), 'matched by the owner\'s email');
     assert.ok(!groups.includes('owner-by-name'), 'matched by their title');
-    // Still a person with access to the server, and listable by the id nobody can change.
-    assert.deepEqual(sorted(groups), ['by-id', 'plex', `plex:${SERVER_ID}`]);
+    // Still a person with access to the server, in its owner's Home, and listable by the id nobody can change.
+    assert.deepEqual(sorted(groups), ['by-id', 'plex', 'plex-home', `plex:${SERVER_ID}`]);
   });
 
   test('a Home member with a plex.tv login of her own keeps her own email, but is not the owner', async () => {

@@ -7,6 +7,7 @@ export const jellyfinKind: SourceKind<'jellyfin', JellyfinConfig> = {
   name: 'jellyfin',
   howToAdd: 'a "jellyfin:" section with its url',
   parse: parseJellyfinConfig,
+  groups: () => ['jellyfin', 'jellyfin-admin'],
   warnings: (section) => [plainHttpWarning(section)],
   views: ['jellyfin'],
   // The device name Jellyfin's dashboard lists (for the moment each sign-in's token lives).

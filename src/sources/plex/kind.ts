@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { SourceKind } from '../source-kind.ts';
 import { parsePlexConfig, type PlexConfig } from './config.ts';
-import { plexSource } from './plex.ts';
+import { PLEX_TIERS, plexSource } from './plex.ts';
 import { plexSignIn } from './sign-in.ts';
 
 export const plexKind: SourceKind<'plex', PlexConfig> = {
@@ -9,6 +9,7 @@ export const plexKind: SourceKind<'plex', PlexConfig> = {
   howToAdd: 'a "plex:" section',
   parse: parsePlexConfig,
   views: ['plex'],
+  groups: (section) => [...PLEX_TIERS, ...section.server_ids.map((id) => `plex:${id}`)],
   // Plex asks apps to keep one client identifier per installation; the issuer names ours.
   create: (section, deps) => plexSignIn(
     plexSource(section, `guestlist-${createHash('sha256').update(deps.issuer).digest('hex').slice(0, 24)}`, deps.version, deps.timeoutMs),

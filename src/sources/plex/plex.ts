@@ -52,7 +52,26 @@ interface PlexResource {
   clientIdentifier?: string;
   provides?: string;
   owned?: boolean;
+  /** The server reaches this account through the owner's Plex Home. */
+  home?: boolean;
   name?: string;
+}
+
+/**
+ * The groups a Plex sign-in vouches for, besides `plex:<machineIdentifier>`: everyone with a
+ * configured server (`plex`), and the relationship to it, one of three: its owner, a member of
+ * its owner's Plex Home (managed users and guests included), or a friend it is shared with.
+ */
+export const PLEX_TIERS = ['plex', 'plex-owner', 'plex-home', 'plex-friend'] as const;
+
+/** How this account has a configured server. */
+function tierOf(server: PlexResource, account: PlexUser): 'plex-owner' | 'plex-home' | 'plex-friend' {
+  const dependent = isDependentAccount(account);
+  if (!dependent && server.owned === true) return 'plex-owner';
+  // plex.tv marks a Home member's copy of the server `home` (and may even call it owned, which a
+  // dependent account cannot be); a managed user or a guest lives in the owner's Home by nature.
+  if (server.home === true || (dependent && server.owned === true) || account.restricted === true || account.guest === true) return 'plex-home';
+  return 'plex-friend';
 }
 
 /**
@@ -169,9 +188,7 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
           `You signed in to Plex as ${login}, but the Plex server this site is for is not shared with that account. Ask its owner to share it with you, then try again.`,
           `plex:${account.id} has none of plex.server_ids among its resources`);
       }
-      const dependent = isDependentAccount(account);
-      const groups = ['plex', ...servers.map((s) => `plex:${s.clientIdentifier}`)];
-      if (!dependent && servers.some((s) => s.owned === true)) groups.push('plex-owner');
+      const groups = ['plex', ...servers.map((s) => `plex:${s.clientIdentifier}`), ...servers.map((s) => tierOf(s, account))];
       // Only an address the account confirmed, on an account that signs in to plex.tv by itself:
       // a managed user or a guest may carry the Home owner's address. Without it there is no
       // email claim and no group by email.
