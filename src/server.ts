@@ -75,13 +75,13 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     env: options.env ?? process.env,
   });
   // In memory by default; in Redis when several instances must share logins in flight.
-  const store = await openStore(config.storage, TTL.Session, log);
+  const store = await openStore(config.storage, TTL.Session, log, keys.cookieSecrets);
   onFailure(() => store.close());
   const { bindings } = store;
   const accounts = accountStore(store.accounts, config.groups);
 
   const { ambient, interactive, views, rules } = createSources(config, {
-    issuer: config.issuer, version: VERSION, bindings,
+    issuer: config.issuer, version: VERSION, bindings, vault: store.vault,
     ...(options.sourceTimeoutsMs ? { timeoutsMs: options.sourceTimeoutsMs } : {}),
   });
   preloadViews(views);
@@ -102,7 +102,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     quota: store.quota('pending', Math.floor(0.8 * Math.min(MODEL_BOUNDS.Interaction!.max, MODEL_BOUNDS.Interaction!.maxBytes / PLACE_BYTES))),
   });
   const signIn = signIns({ ambient, rules, accounts, clients, peerOf, log });
-  const provider = createProvider({ config, keys, store, accounts, log, pages, clients, signIn, pendingInteractions: pending.adapter });
+  const provider = createProvider({ config, keys, store, log, pages, clients, signIn, pendingInteractions: pending.adapter });
   await checkClients(provider, config);
 
   provider.use(errorPages(log, pages));

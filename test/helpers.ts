@@ -8,6 +8,7 @@ import { DEFAULT_BRANDING, type BrandingConfig, type ClientConfig } from '../src
 import { type Config } from '../src/config/load.ts';
 import type { TailscaleConfig } from '../src/sources/tailscale/config.ts';
 import type { JellyfinConfig } from '../src/sources/jellyfin/config.ts';
+import { DEFAULT_GRACE_WHEN_DOWN, DEFAULT_RECHECK_AFTER, type PlexConfig } from '../src/sources/plex/config.ts';
 import { loadOrCreateKeys } from '../src/keys/keys.ts';
 import { runCli } from '../src/cli.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
@@ -73,8 +74,8 @@ export interface TestEnv {
 export interface TestEnvOptions {
   /** null: no tailscale section at all. */
   tailscale?: Partial<TailscaleConfig> | null;
-  /** Configure Plex sign-in against the fake plex.tv. */
-  plex?: boolean;
+  /** Configure Plex sign-in against the fake plex.tv (and set any of its keys: recheck_after, ...). */
+  plex?: boolean | Partial<PlexConfig>;
   /** Configure Jellyfin sign-in against the fake Jellyfin (url and server_name filled in). */
   jellyfin?: boolean | Partial<JellyfinConfig>;
   jellyfinTimeoutMs?: number;
@@ -106,7 +107,10 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     clients: options.clients ?? [HEADSCALE, CLOUDFLARE, ADMINS_ONLY],
     groups: options.groups ?? { admins: ['alice@example.com'], family: ['bob@github'] },
     ...(options.tailscale === null ? {} : { tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false, ...options.tailscale } }),
-    ...(options.plex ? { plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth` } } : {}),
+    ...(options.plex ? { plex: {
+      server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth`,
+      recheck_after: DEFAULT_RECHECK_AFTER, grace_when_down: DEFAULT_GRACE_WHEN_DOWN, ...(typeof options.plex === 'object' ? options.plex : {}),
+    } } : {}),
     ...(options.jellyfin ? { jellyfin: { url: jellyfin.url, server_name: 'Test Jellyfin', ...(typeof options.jellyfin === 'object' ? options.jellyfin : {}) } } : {}),
     branding: { ...DEFAULT_BRANDING, ...options.branding },
     // Many logins from one address in a few seconds: limits are off unless a test turns them on.

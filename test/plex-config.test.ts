@@ -12,6 +12,7 @@ describe('the plex section', () => {
     assert.deepEqual(config.plex, {
       server_ids: ['f76e7b49cd981f44e37f3128b6e9fca2db32bca1', '0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d'],
       product: 'guestlist', api_url: 'https://plex.tv', app_url: 'https://app.plex.tv/auth',
+      recheck_after: 900, grace_when_down: 3600,
     });
     assert.deepEqual(config.clients[0]!.sources, ['plex']);
     assert.throws(() => parseConfig(`${base}plex: {product: x}\n`, {}), (err: ConfigError) => err.problems.some((p) => p.startsWith('plex.server_id: missing')));

@@ -39,7 +39,7 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
     const base: Config = {
       issuer, listen: { host: '127.0.0.1', port: portA }, data_dir: '', clients: [HEADSCALE, PLEXAPP],
       groups: {}, tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false },
-      plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth` },
+      plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth`, recheck_after: 900, grace_when_down: 3600 },
       branding: { ...DEFAULT_BRANDING }, rate_limits: { authorize: 100, interaction: 100, token: 100, pending: 100 }, storage: redis.url, demo: false,
     };
     servers = [];

@@ -247,6 +247,30 @@ function conformance(open: Open) {
     });
   });
 
+  describe('the vault (what a source keeps of a person, server-side only)', () => {
+    test('a value is kept until its time is up, and can be deleted', async () => {
+      const { vault } = await store();
+      await vault.put('plex:1', '{"token":"secret-token"}', 300);
+      assert.equal(await vault.get('plex:1'), '{"token":"secret-token"}');
+      assert.equal(await vault.get('plex:2'), undefined);
+      await vault.delete('plex:1');
+      assert.equal(await vault.get('plex:1'), undefined);
+      await vault.put('plex:3', 'x', 200);
+      await sleep(300);
+      assert.equal(await vault.get('plex:3'), undefined);
+    });
+
+    test('of callers claiming one key at once, one wins until it unclaims or its time is up', async () => {
+      const { vault } = await store();
+      const claims = await Promise.all([vault.claim('recheck:1', 300), vault.claim('recheck:1', 300)]);
+      assert.deepEqual(claims.sort(), [false, true]);
+      await vault.unclaim('recheck:1');
+      assert.equal(await vault.claim('recheck:1', 200), true);
+      await sleep(300);
+      assert.equal(await vault.claim('recheck:1', 200), true);
+    });
+  });
+
   describe('rate counters', () => {
     test('hits count per share within a window, and start again in the next', async () => {
       const { counter } = await store();
@@ -303,4 +327,35 @@ describe('the Redis store', { skip: redisMissing() }, () => {
     await client.close();
   });
   conformance((options) => openRedisStore(redis.url, { ...defaults, ...options }, () => {}));
+});
+
+describe('the Redis store\'s vault is sealed', { skip: redisMissing() }, () => {
+  const redis = redisDuringTests();
+  const SECRET = 'a-cookie-secret-of-at-least-32-characters';
+  const ROTATED = 'the-next-cookie-secret-of-32-characters-or-more';
+
+  test('what Redis holds is not the value; an instance with the same cookie secrets opens it, one with others does not, a rotation keeps it', async () => {
+    const stores: Store[] = [];
+    const open = async (secrets: string[]) => {
+      const s = await openRedisStore(redis.url, { ...defaults, secrets }, () => {});
+      stores.push(s);
+      return s;
+    };
+    try {
+      await (await open([SECRET])).vault.put('plex:1', '{"token":"plex-token-0123456789"}', 60_000);
+      const { createClient } = await import('@redis/client');
+      const client = createClient({ url: redis.url });
+      await client.connect();
+      const raw = [];
+      for (const k of await client.keys('*')) raw.push(`${k}=${await client.get(k)}`);
+      await client.close();
+      assert.ok(raw.length > 0);
+      assert.ok(raw.every((r) => !r.includes('plex-token-0123456789')), raw.join('\n'));
+      assert.equal(await (await open([SECRET])).vault.get('plex:1'), '{"token":"plex-token-0123456789"}');
+      assert.equal(await (await open([ROTATED, SECRET])).vault.get('plex:1'), '{"token":"plex-token-0123456789"}');
+      assert.equal(await (await open([ROTATED])).vault.get('plex:1'), undefined);
+    } finally {
+      for (const s of stores) await s.close();
+    }
+  });
 });

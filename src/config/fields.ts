@@ -68,3 +68,17 @@ function editDistance(a: string, b: string): number {
   }
   return d[a.length]![b.length]!;
 }
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** A length of time in seconds: a whole number of seconds, or "90s", "15m", "1h", "1d"; 0 is allowed. */
+export function optionalDuration(value: unknown, at: string, problems: string[]): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+  const m = typeof value === 'string' ? /^(\d+)\s*([smhd])?$/.exec(value.trim()) : null;
+  if (!m) {
+    problems.push(`${at}: ${JSON.stringify(value)} is not a length of time; write it as seconds (900) or with a unit: "30s", "15m", "1h"`);
+    return undefined;
+  }
+  return Number(m[1]) * UNIT_SECONDS[m[2] ?? 's']!;
+}

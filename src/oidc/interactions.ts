@@ -155,6 +155,14 @@ export function interactionRoutes(deps: InteractionDeps): Middleware {
     };
 
     if (!source) {
+      // Back after a re-check ended their sign-ins (the Plex share is gone): told so, once; the
+      // session goes, so that the next sign-in in this browser starts afresh.
+      const ended = details.session?.accountId ? await signIn.endedWith(details.session.accountId) : undefined;
+      if (ended) {
+        const session = details.session?.uid ? await provider.Session.findByUid(details.session.uid) : undefined;
+        await session?.destroy();
+        return answer(refusalPage(ended)); // logged when it was ended
+      }
       const decided = await signIn.ambient(ctx.req, client);
       if ('admitted' in decided) return answer({ redirect: await signIn.finish(provider, ctx, decided.admitted, clientId) });
       for (const { refusal, source: name } of decided.refused) {

@@ -1,7 +1,7 @@
 import type { Middleware } from 'koa';
 import Provider, { errors, interactionPolicy, type Adapter, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { cookieSigner } from '../keys/cookie-signer.ts';
-import { claimsFor, type AccountStore } from '../sign-in/accounts.ts';
+import { claimsFor } from '../sign-in/accounts.ts';
 import type { SignIn } from '../sign-in/sign-in.ts';
 import { expiredPage } from '../http/expired-sign-in.ts';
 import type { ClientConfig, CoreConfig } from '../config/config.ts';
@@ -33,18 +33,17 @@ export interface ProviderDeps {
   config: CoreConfig;
   keys: KeyMaterial;
   store: Pick<Store, 'adapterFor'>;
-  accounts: AccountStore;
   log: Logger;
   pages: Pages;
   /** The configured clients, by client_id. */
   clients: ReadonlyMap<string, ClientConfig>;
   /** The sign-in decision (sign-in/sign-in.ts): the one-hop hand-over and each source's session rule. */
-  signIn: Pick<SignIn, 'withinAuthorization' | 'stillHolds' | 'holdsFor'>;
+  signIn: Pick<SignIn, 'withinAuthorization' | 'stillHolds' | 'holdsFor' | 'accountOf'>;
   /** The Interaction adapter as the pending sign-ins count it (see http/pending-sign-ins.ts). */
   pendingInteractions(inner: Adapter): Adapter;
 }
 
-export function createProvider({ config, keys, store, accounts, log, pages, clients, signIn, pendingInteractions }: ProviderDeps): Provider {
+export function createProvider({ config, keys, store, log, pages, clients, signIn, pendingInteractions }: ProviderDeps): Provider {
   const configuration: Configuration = {
     adapter: (model: string) => {
       const inner = store.adapterFor(model);
@@ -120,8 +119,13 @@ export function createProvider({ config, keys, store, accounts, log, pages, clie
         if (ctx.oidc.route === 'authorization') await signIn.withinAuthorization(ctx);
       },
     },
-    async findAccount(_ctx, sub) {
-      const account = await accounts.find(sub);
+    // A token, code or session given out before the person's sign-ins were ended (a Plex share
+    // gone, a sign-out everywhere) finds no account: userinfo answers 401, a code exchange fails
+    // and the session no longer signs anyone in. A sign-in finishing in this very request is new.
+    async findAccount(ctx, sub, token) {
+      const fresh = !token && ctx.oidc?.result?.login?.accountId === sub;
+      const issuedAt = fresh ? Date.now() / 1000 : (token as { iat?: number } | undefined)?.iat ?? ctx.oidc?.session?.loginTs;
+      const account = await signIn.accountOf(sub, issuedAt);
       if (!account) return undefined;
       return { accountId: sub, claims: () => ({ ...claimsFor(account), sub }) };
     },

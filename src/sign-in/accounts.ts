@@ -1,6 +1,6 @@
 import type { ClientConfig } from '../config/config.ts';
 import type { Identity } from '../sources/source.ts';
-import type { AccountRecords } from '../storage/store.ts';
+import type { AccountRecords, EndMark } from '../storage/store.ts';
 
 // There is no user database: the identity a source vouched for is kept (by the store, see
 // storage/store.ts) for as long as the session that carries it, because oidc-provider asks for
@@ -15,6 +15,11 @@ export interface Account {
 export interface AccountStore {
   remember(identity: Identity): Promise<Account>;
   find(accountId: string): Promise<Account | undefined>;
+  /** When the person's source last vouched for them (ms): their last sign-in or re-check. */
+  vouchedAt(accountId: string): Promise<number | undefined>;
+  /** Everything given to this person so far stops counting: their sessions, grants and tokens. */
+  end(accountId: string, mark: EndMark): Promise<void>;
+  ended(accountId: string): Promise<EndMark | undefined>;
 }
 
 /** The people signed in, as these rules make them from an identity, kept in the store's records. */
@@ -22,10 +27,18 @@ export function accountStore(records: AccountRecords, groups: Record<string, str
   return {
     async remember(identity) {
       const account = accountFor(identity, groups);
-      await records.keep(account);
+      await records.keep({ ...account, vouchedAt: Date.now() });
       return account;
     },
-    find: async (accountId) => (await records.find(accountId)) as Account | undefined,
+    async find(accountId) {
+      const kept = await records.find(accountId) as (Account & { vouchedAt?: number }) | undefined;
+      if (!kept) return undefined;
+      const { vouchedAt: _vouchedAt, ...account } = kept;
+      return account;
+    },
+    vouchedAt: async (accountId) => ((await records.find(accountId)) as { vouchedAt?: number } | undefined)?.vouchedAt,
+    end: (accountId, mark) => records.end(accountId, mark),
+    ended: (accountId) => records.ended(accountId),
   };
 }
 

@@ -19,6 +19,8 @@ import { accountIdFor, mayUseClient, sourceOf, type Account, type AccountStore }
 //   finish(...)                the interaction's hand-over to oidc-provider
 //   holdsFor / stillHolds      each source's session rule: how long its sign-in holds, and
 //                              whether a reused session must be verified again
+//   end / account              the one rule that ends a person's sign-ins: everything given to
+//                              them before stops counting (sessions, codes, tokens)
 //   the `login` log lines      one shape for every outcome
 
 /** A person a source vouched for, whom the client lets in. */
@@ -100,9 +102,45 @@ export function signIns(deps: SignInDeps) {
     });
   }
 
+  /**
+   * End everything this person was given so far; `refusal` is what they are told when they come
+   * back (a re-check's verdict), and is logged as outcome `revoked`.
+   */
+  async function end(sub: string, refusal?: Refusal, clientId?: string): Promise<void> {
+    await accounts.end(sub, { at: Date.now(), ...(refusal ? { note: { reason: refusal.reason, title: refusal.title, message: refusal.message } } : {}) });
+    if (refusal) {
+      log('info', 'login', { outcome: 'revoked', reason: refusal.reason, source: sourceOf(sub), sub,
+        ...(clientId ? { client_id: clientId } : {}), ...(refusal.detail ? { detail: refusal.detail } : {}) });
+    }
+  }
+
+  /**
+   * The person behind `sub`, unless their sign-ins were ended after `issuedAt` (seconds: oidc-
+   * provider's `iat`, a session's `loginTs`) was given out. Within the second of the end, what
+   * was given out is taken as before it, unless the person was vouched for again after the end
+   * and in that second or later (shared again, and signed in again at once).
+   */
+  async function accountOf(sub: string, issuedAt: number | undefined): Promise<Account | undefined> {
+    const found = await accounts.find(sub);
+    if (!found) return undefined;
+    const ended = await accounts.ended(sub);
+    if (!ended || (issuedAt !== undefined && issuedAt * 1000 > ended.at)) return found;
+    const vouchedAt = await accounts.vouchedAt(sub);
+    const since = vouchedAt !== undefined && vouchedAt > ended.at ? Math.floor(vouchedAt / 1000) : undefined;
+    return since !== undefined && issuedAt !== undefined && issuedAt >= since ? found : undefined;
+  }
+
   return {
     admit,
+    end,
+    accountOf,
     ambient: ambientFor,
+
+    /** What a person whose sign-ins a re-check ended is told when they come back, if that is why. */
+    async endedWith(sub: string): Promise<Refusal | undefined> {
+      const note = (await accounts.ended(sub))?.note;
+      return note?.reason ? new Refusal(note.reason as Refusal['reason'], note.title ?? '', note.message ?? '') : undefined;
+    },
     logSignedIn,
     logRefused,
     logAbandoned: (clientId: string) => log('info', 'login', { outcome: 'abandoned', client_id: clientId }),
@@ -141,7 +179,7 @@ export function signIns(deps: SignInDeps) {
       const { oidc } = ctx;
       const sub = oidc.session?.accountId;
       if (oidc.result?.login || !sub) return true;
-      const account = await accounts.find(sub);
+      const account = await accountOf(sub, oidc.session?.loginTs);
       const client = clients.get(oidc.client?.clientId ?? '');
       if (!account || !client || !mayUseClient(account, client)) return false;
       const rule = ruleOf(sub);
@@ -152,10 +190,19 @@ export function signIns(deps: SignInDeps) {
         return 'admitted' in answer && answer.admitted.account.accountId === sub;
       }
       try {
-        const now = await rule.verifyAgain(account.identity);
-        return accountIdFor(now) === sub && mayUseClient(await accounts.remember(now), client);
+        const again = await rule.verifyAgain(account.identity);
+        if (again.kept) log('warn', 'login', { outcome: 'kept', reason: 'source-unavailable', source: sourceOf(sub), sub, client_id: client.client_id, detail: again.kept });
+        if (accountIdFor(again.identity) !== sub) return false;
+        // Who they are now: a tier that changed (a friend moved into the Plex Home) is in the next
+        // token. Unless another instance's re-check ended them meanwhile.
+        return mayUseClient(await accounts.remember(again.identity), client) && (await accountOf(sub, oidc.session?.loginTs)) !== undefined;
       } catch (err) {
         if (!(err instanceof Refusal)) throw err;
+        // The upstream says they are out (the share is gone, the token revoked): so is everything
+        // they were given. Not answering past the grace, or nothing left to ask with, is no
+        // verdict: not this time, and they sign in again.
+        if (err.reason === 'not-allowed' || err.reason === 'not-verified') await end(sub, err, client.client_id);
+        else logRefused(err, sourceOf(sub), client.client_id);
         return false;
       }
     },

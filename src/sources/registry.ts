@@ -2,6 +2,7 @@ import { demoSource } from '../demo/source.ts';
 import { jellyfinKind } from './jellyfin/kind.ts';
 import { plexKind } from './plex/kind.ts';
 import type { BindingStore } from '../storage/bindings.ts';
+import type { Vault } from '../storage/store.ts';
 import { scopedBindings } from './sign-in-bindings.ts';
 import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
 import type { AmbientSource, InteractiveSource, SessionRule } from './source.ts';
@@ -71,8 +72,21 @@ export interface ServerDeps {
   issuer: string;
   version: string;
   bindings: BindingStore;
+  vault: Vault;
   /** Upstream timeouts by source name (tests shorten them). */
   timeoutsMs?: Partial<Record<string, number>>;
+}
+
+/** One source's part of the vault, apart from any other source's. */
+function scopedVault(vault: Vault, source: string): Vault {
+  const k = (key: string) => `${source}:${key}`;
+  return {
+    put: (key, value, ttlMs) => vault.put(k(key), value, ttlMs),
+    get: (key) => vault.get(k(key)),
+    delete: (key) => vault.delete(k(key)),
+    claim: (key, ttlMs) => vault.claim(k(key), ttlMs),
+    unclaim: (key) => vault.unclaim(k(key)),
+  };
 }
 
 /** The configured sources, made; the built-in demo puts its sample user behind Tailscale. */
@@ -80,7 +94,7 @@ export function createSources(config: SourceConfigs & { demo: boolean }, deps: S
   const configured = configuredKinds(config);
   const depsOf = (name: string): SourceDeps => {
     const timeoutMs = deps.timeoutsMs?.[name];
-    return { issuer: deps.issuer, version: deps.version, bindings: scopedBindings(deps.bindings, name), ...(timeoutMs ? { timeoutMs } : {}) };
+    return { issuer: deps.issuer, version: deps.version, bindings: scopedBindings(deps.bindings, name), vault: scopedVault(deps.vault, name), ...(timeoutMs ? { timeoutMs } : {}) };
   };
   const made = configured.map(({ kind, section }) => kind.create(section, depsOf(kind.name)));
   let ambient = made.filter((s): s is AmbientSource => s.kind === 'ambient');

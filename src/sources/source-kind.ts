@@ -1,3 +1,4 @@
+import type { Vault } from '../storage/store.ts';
 import type { SignInBindings } from './sign-in-bindings.ts';
 import type { AmbientSource, InteractiveSource } from './source.ts';
 
@@ -12,6 +13,8 @@ export interface SourceDeps {
   version: string;
   /** This source's own bindings of upstream requests to sign-ins, in the server's store (memory or Redis). */
   bindings: SignInBindings;
+  /** This source's own vault in the server's store: what it keeps of a person, server-side only. */
+  vault: Vault;
   /** How long to wait for its upstream (tests shorten it); the source's own default otherwise. */
   timeoutMs?: number;
 }

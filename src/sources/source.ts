@@ -86,11 +86,14 @@ export interface SessionRule {
    * - 'from-the-connection': at every authorization the source must vouch for the same person
    *   again, from the request's own connection (Tailscale: a device removed from the tailnet is
    *   out at once, not when its session ends);
-   * - a function: asked of the upstream, given who was signed in; it answers who that is now, or
-   *   throws a Refusal (for a check such as "is the Plex server still shared with them?");
+   * - a function: asked of the upstream, given who was signed in: who that is now, or a Refusal
+   *   thrown. not-allowed (a Plex server no longer shared) and not-verified (a token plex.tv no
+   *   longer accepts) end everything the person was given; any other (plex.tv not answering)
+   *   only refuses this time. `kept` says the upstream could not be asked and the last verdict
+   *   was kept, and why (for the log);
    * - absent: the sign-in holds, unasked, for as long as it lasts.
    */
-  verifyAgain?: 'from-the-connection' | ((signedIn: Identity) => Promise<Identity>);
+  verifyAgain?: 'from-the-connection' | ((signedIn: Identity) => Promise<{ identity: Identity; kept?: string }>);
 }
 
 /** A source that recognises the person from the connection itself: no page, nothing to click. */

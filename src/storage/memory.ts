@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
 import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
-import type { AccountRecord, AccountRecords, Quota, RateCounter, Store, StoreOptions } from './store.ts';
+import type { AccountRecord, AccountRecords, EndMark, Quota, RateCounter, Store, StoreOptions, Vault } from './store.ts';
 import { Tally } from './tally.ts';
 
 // The default store: everything in this process's memory, gone with it. Every part is bounded,
@@ -62,6 +62,7 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
     accounts: createAccountRecords(options.accountTtlSeconds),
     bindings: createBindings(quota('bound', options.bindingsMax ?? BINDS_MAX), options.bindingsMax ?? BINDS_MAX),
     quota,
+    vault: createVault(),
     counter: createRateCounter(options.rateSharesMax ?? RATE_SHARES_MAX),
     sizes,
     purgeStale,
@@ -164,9 +165,32 @@ function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: numbe
 // Each account for as long as a session that carries it may last (sign-in/accounts.ts says why).
 function createAccountRecords(ttlSeconds: number): AccountRecords {
   const cache = growingLru<AccountRecord>(ACCOUNTS_MAX, { ttl: ttlSeconds * 1000, updateAgeOnGet: false });
+  // Only people who were signed in are ended (by a re-check, or by whoever runs guestlist), so
+  // there are never more marks than accounts.
+  const ends = growingLru<EndMark>(ACCOUNTS_MAX, { ttl: ttlSeconds * 1000, updateAgeOnGet: false });
   return {
     keep: async (account) => void cache.set(account.accountId, account),
     find: async (accountId) => cache.get(accountId),
+    end: async (accountId, mark) => void ends.set(accountId, mark),
+    ended: async (accountId) => ends.get(accountId),
+  };
+}
+
+// In this process's memory, like everything else here: nothing to encrypt it from. One entry per
+// person signed in, so as many as accounts.
+function createVault(): Vault {
+  const values = growingLru<string>(ACCOUNTS_MAX);
+  const claims = growingLru<true>(ACCOUNTS_MAX);
+  return {
+    put: async (key, value, ttlMs) => void values.set(key, value, { ttl: ttlMs }),
+    get: async (key) => values.get(key),
+    delete: async (key) => void values.delete(key),
+    async claim(key, ttlMs) {
+      if (claims.has(key)) return false;
+      claims.set(key, true, { ttl: ttlMs });
+      return true;
+    },
+    unclaim: async (key) => void claims.delete(key),
   };
 }
 

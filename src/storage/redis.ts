@@ -1,10 +1,11 @@
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { createClient } from '@redis/client';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Logger } from '../log.ts';
 import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
 import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
-import { StorageUnavailable, type AccountRecords, type Quota, type RateCounter, type Store, type StoreOptions, type TakeResult } from './store.ts';
+import { StorageUnavailable, type AccountRecords, type EndMark, type Quota, type RateCounter, type Store, type StoreOptions, type TakeResult, type Vault } from './store.ts';
 
 // The store for more than one instance, in Redis (or Valkey): everything a login needs across
 // requests, so any instance can take any step. Each value expires by its own TTL (Redis expiry).
@@ -117,8 +118,41 @@ end
 return 0
 `;
 
+/**
+ * The vault's values are sealed with AES-256-GCM under a key derived from the cookie secrets
+ * (every instance has the same ones), so that whoever reads the Redis (a backup, a shared
+ * instance) does not read a person's Plex token. The newest secret seals; every one opens, so a
+ * rotation of the cookie secrets loses nothing sealed before it.
+ */
+function sealer(secrets: string[]) {
+  const keys = secrets.map((s) => Buffer.from(hkdfSync('sha256', s, 'guestlist', 'vault', 32)));
+  return {
+    seal(value: string): string {
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', keys[0]!, iv);
+      const sealed = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()]);
+      return Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString('base64');
+    },
+    open(text: string): string | undefined {
+      const raw = Buffer.from(text, 'base64');
+      for (const key of keys) {
+        try {
+          const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+          decipher.setAuthTag(raw.subarray(12, 28));
+          return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
+        } catch {
+          // sealed with another key
+        }
+      }
+      return undefined; // sealed with a secret no longer configured: as good as gone
+    },
+  };
+}
+
 export async function openRedisStore(url: string, options: StoreOptions, log: Logger): Promise<Store> {
   const { accountTtlSeconds, bindingsMax = BINDS_MAX, rateSharesMax = RATE_SHARES_MAX, clockToleranceMs } = options;
+  // Without the cookie secrets (a store opened by hand), a key of this process's own.
+  const { seal, open } = sealer(options.secrets?.length ? options.secrets : [randomBytes(32).toString('base64url')]);
   const client = await connect(url, log);
   const key = (model: string, id: string) => `${PREFIX}${model}:${id}`;
 
@@ -179,6 +213,11 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     find: (accountId) => guard(async () => {
       const json = await client.get(key('account', accountId));
       return json ? JSON.parse(json) : undefined;
+    }),
+    end: (accountId, mark) => guard(async () => void (await client.set(key('ended', accountId), JSON.stringify(mark), { EX: accountTtlSeconds }))),
+    ended: (accountId) => guard(async () => {
+      const json = await client.get(key('ended', accountId));
+      return json ? JSON.parse(json) as EndMark : undefined;
     }),
   };
 
@@ -263,5 +302,16 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     }),
   };
 
-  return { adapterFor, accounts, bindings, quota, counter, close: async () => void (await client.close()) };
+  const vault: Vault = {
+    put: (k, value, ttlMs) => guard(async () => void (await client.set(key('vault', k), seal(value), { PX: Math.max(1, Math.round(ttlMs)) }))),
+    get: (k) => guard(async () => {
+      const sealed = await client.get(key('vault', k));
+      return sealed ? open(sealed) : undefined;
+    }),
+    delete: (k) => guard(async () => void (await client.del(key('vault', k)))),
+    claim: (k, ttlMs) => guard(async () => (await client.set(key('vault-claim', k), '1', { NX: true, PX: Math.max(1, Math.round(ttlMs)) })) !== null),
+    unclaim: (k) => guard(async () => void (await client.del(key('vault-claim', k)))),
+  };
+
+  return { adapterFor, accounts, bindings, quota, vault, counter, close: async () => void (await client.close()) };
 }

@@ -18,6 +18,7 @@ export interface Store {
   bindings: BindingStore;
   /** The places of one kind (by name) that anonymous requests may hold, `max` in all. */
   quota(name: string, max: number): Quota;
+  vault: Vault;
   counter: RateCounter;
   /** Releases what the store holds (a connection, a timer). */
   close(): Promise<void>;
@@ -32,6 +33,20 @@ export interface Store {
  */
 export interface RateCounter {
   hit(shares: Share[], windowMs: number): Promise<{ over: boolean; resetAt: number }>;
+}
+
+/**
+ * What a source must keep of a person server-side only, and only while their sign-in may last (a
+ * Plex token, for the re-checks of their share): never in a page, cookie, log or token. In a
+ * shared store it is encrypted with a key derived from the cookie secrets.
+ */
+export interface Vault {
+  put(key: string, value: string, ttlMs: number): Promise<void>;
+  get(key: string): Promise<string | undefined>;
+  delete(key: string): Promise<void>;
+  /** True for one caller, on any instance, until `ttlMs` passes or it is released: one re-check at a time. */
+  claim(key: string, ttlMs: number): Promise<boolean>;
+  unclaim(key: string): Promise<void>;
 }
 
 /** 'taken': the key is held already; the others refuse: a share, or everybody's places, is full. */
@@ -51,12 +66,22 @@ export interface Quota {
 /** What the store keeps of a person signed in: whatever the account rules (sign-in/accounts.ts) made of them. */
 export interface AccountRecord {
   accountId: string;
+  [more: string]: unknown;
+}
+
+/** When everything a person was given before it stopped counting, and what they are to be told (the rules' own words). */
+export interface EndMark {
+  at: number;
+  note?: Record<string, string>;
 }
 
 /** The people signed in, by account id, each for as long as a session that carries them may last. */
 export interface AccountRecords {
   keep(account: AccountRecord): Promise<void>;
   find(accountId: string): Promise<AccountRecord | undefined>;
+  /** Mark everything given to this person so far as ended (kept as long as an account is). */
+  end(accountId: string, mark: EndMark): Promise<void>;
+  ended(accountId: string): Promise<EndMark | undefined>;
 }
 
 export interface StoreOptions {
@@ -66,6 +91,8 @@ export interface StoreOptions {
   bindingsMax?: number;
   /** How many shares a rate counter holds in a window (tests make them few); RATE_SHARES_MAX otherwise. */
   rateSharesMax?: number;
+  /** The cookie secrets, newest first: the shared store's vault key is derived from them. */
+  secrets?: string[];
   /** How long an entry outlives its expiry (tests shorten it); CLOCK_TOLERANCE_MS otherwise. */
   clockToleranceMs?: number;
 }
@@ -82,8 +109,8 @@ export class StorageUnavailable extends Error {
  * In memory by default; in Redis when the config names `storage:` (several instances sharing
  * logins in flight). The Redis module, and its client, are loaded only then.
  */
-export async function openStore(url: string | undefined, accountTtlSeconds: number, log: Logger): Promise<Store> {
-  const options: StoreOptions = { accountTtlSeconds };
+export async function openStore(url: string | undefined, accountTtlSeconds: number, log: Logger, secrets?: string[]): Promise<Store> {
+  const options: StoreOptions = { accountTtlSeconds, ...(secrets ? { secrets } : {}) };
   if (!url) return createMemoryStore(options);
   const { openRedisStore } = await import('./redis.ts');
   return openRedisStore(url, options, log);

@@ -104,7 +104,10 @@ export class FakePlex {
   readonly faults = new Map<string, PlexFault>();
   readonly calls: { method: string; path: string; fromBrowser: boolean; token?: string }[] = [];
   readonly pins = new Map<number, Pin>();
+  /** This fake's own copy of the users, which a test may change (a share removed, a move into the Home). */
+  readonly users: Record<string, FakePlexUser> = structuredClone(PLEX_USERS);
   private readonly tokens = new Map<string, string>(); // token -> username
+  private readonly tokenOwners = new Map<string, string>(); // every token ever given -> username
   // plex.tv's PIN ids are global: start each fake somewhere else, as a shared store outlives one.
   private nextPinId = 1_272_322_473 + randomInt(1_000_000_000);
   private server: Server | undefined;
@@ -131,10 +134,40 @@ export class FakePlex {
   /** What a person does on app.plex.tv: sign in as `username` and approve the PIN. */
   approve(code: string, username: string): void {
     const pin = [...this.pins.values()].find((p) => p.code === code);
-    if (!pin || !PLEX_USERS[username]) throw new Error(`cannot approve ${code} as ${username}`);
+    if (!pin || !this.users[username]) throw new Error(`cannot approve ${code} as ${username}`);
     const token = randomBytes(10).toString('base64url').slice(0, 20);
     this.tokens.set(token, username);
+    this.tokenOwners.set(token, username);
     pin.authToken = token;
+  }
+
+  /** The owner stops sharing the server with `username` (who keeps any other server). */
+  unshare(username: string): void {
+    const user = this.users[username]!;
+    user.resources = user.resources.filter((r) => (r as { clientIdentifier?: string }).clientIdentifier !== SERVER_ID || (r as { provides?: string }).provides !== 'server');
+  }
+
+  /** The owner shares the server with `username` (again). */
+  share(username: string): void {
+    const user = this.users[username]!;
+    if (!user.resources.some((r) => (r as { clientIdentifier?: string }).clientIdentifier === SERVER_ID)) user.resources.push(server(SERVER_ID, false, "Owner's Plex"));
+  }
+
+  /** `username` signs out of every device at plex.tv (or the account is disabled): every token of theirs is refused with a 401. */
+  revokeTokens(username: string): void {
+    for (const [token, user] of this.tokens) if (user === username) this.tokens.delete(token);
+  }
+
+  /** `username`, a friend, joins the owner's Plex Home: the account is a Home member's, and the server comes through the Home. */
+  joinHome(username: string): void {
+    const user = this.users[username]!;
+    Object.assign(user, { home: true, homeAdmin: false });
+    for (const r of user.resources as { clientIdentifier?: string; home?: boolean }[]) if (r.clientIdentifier === SERVER_ID) r.home = true;
+  }
+
+  /** Calls plex.tv was asked with `username`'s tokens, at `path`. */
+  callsFor(username: string, path: string): number {
+    return this.calls.filter((c) => c.path === path && c.token !== undefined && this.tokenOwners.get(c.token) === username).length;
   }
 
   expire(pinId: number): void {
@@ -227,7 +260,7 @@ export class FakePlex {
       }
       return json(res, 200, this.record(pin));
     }
-    const user = token ? PLEX_USERS[this.tokens.get(token) ?? ''] : undefined;
+    const user = token ? this.users[this.tokens.get(token) ?? ''] : undefined;
     if (url.pathname === '/api/v2/user' || url.pathname === '/api/v2/resources') {
       if (!user) return json(res, 401, { errors: [{ code: 1001, message: 'User could not be authenticated', status: 401 }] });
       if (url.pathname === '/api/v2/resources') return json(res, 200, user.resources);
@@ -242,7 +275,7 @@ export class FakePlex {
   }
 
   private approvalPage(res: ServerResponse): void {
-    const buttons = Object.keys(PLEX_USERS).map((u) => `<button data-user="${u}">Approve as ${u}</button>`).join('\n');
+    const buttons = Object.keys(this.users).map((u) => `<button data-user="${u}">Approve as ${u}</button>`).join('\n');
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
     res.end(`<!doctype html><title>Plex (fake)</title><link rel="icon" href="data:,"><h1>Fake Plex sign-in</h1>
 <p id="product"></p>${buttons}<button id="cancel">Cancel</button><p id="done"></p>

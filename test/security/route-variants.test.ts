@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Adapter } from 'oidc-provider';
-import { accountStore } from '../../src/sign-in/accounts.ts';
 import { createPages } from '../../src/http/pages.ts';
 import { matchRoute, PROVIDER_ROUTES } from '../../src/http/provider-routes.ts';
 import { loadOrCreateKeys } from '../../src/keys/keys.ts';
@@ -51,9 +50,9 @@ describe('routes are matched the way oidc-provider\'s router matches them', () =
     // oidc-provider as guestlist configures it, with none of guestlist's own layers in front.
     const store = createMemoryStore({ accountTtlSeconds: 60 });
     const provider = createProvider({
-      config: env.config, keys: await loadOrCreateKeys(await tempDir()), store, accounts: accountStore(store.accounts, {}), log: () => {},
+      config: env.config, keys: await loadOrCreateKeys(await tempDir()), store, log: () => {},
       pages: createPages(env.config.branding), clients: new Map(env.config.clients.map((c) => [c.client_id, c])),
-      signIn: { withinAuthorization: async () => {}, stillHolds: async () => true, holdsFor: () => 3600 }, pendingInteractions: (inner: Adapter) => inner,
+      signIn: { withinAuthorization: async () => {}, stillHolds: async () => true, holdsFor: () => 3600, accountOf: async () => undefined }, pendingInteractions: (inner: Adapter) => inner,
     });
     bare = createServer(provider.callback());
     await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));

@@ -1,4 +1,4 @@
-import { isLoopbackHost, isObject, optionalString, stringList, unknownKeys } from '../../config/fields.ts';
+import { isLoopbackHost, isObject, optionalDuration, optionalString, stringList, unknownKeys } from '../../config/fields.ts';
 
 // The `plex:` section of the config.
 
@@ -9,14 +9,21 @@ export interface PlexConfig {
   product: string;
   api_url: string;
   app_url: string;
+  /** Seconds after which a Plex sign-in is verified with plex.tv again, at the next authorization that reuses it; 0: at every one. */
+  recheck_after: number;
+  /** Seconds a last good verdict is kept while plex.tv is not answering a re-check. */
+  grace_when_down: number;
 }
+
+export const DEFAULT_RECHECK_AFTER = 15 * 60;
+export const DEFAULT_GRACE_WHEN_DOWN = 3600;
 
 export function parsePlexConfig(value: unknown, problems: string[]): PlexConfig | undefined {
   if (!isObject(value)) {
     problems.push('plex: must be a mapping with at least server_id');
     return undefined;
   }
-  unknownKeys(value, ['server_id', 'server_ids', 'product', 'api_url', 'app_url'], 'plex', problems);
+  unknownKeys(value, ['server_id', 'server_ids', 'product', 'api_url', 'app_url', 'recheck_after', 'grace_when_down'], 'plex', problems);
   const ids: string[] = [];
   if (value.server_id !== undefined) {
     const id = optionalString(value.server_id, 'plex.server_id', problems);
@@ -42,5 +49,7 @@ export function parsePlexConfig(value: unknown, problems: string[]): PlexConfig 
     product: optionalString(value.product, 'plex.product', problems) ?? 'guestlist',
     api_url: url('api_url', 'https://plex.tv'),
     app_url: url('app_url', 'https://app.plex.tv/auth'),
+    recheck_after: optionalDuration(value.recheck_after, 'plex.recheck_after', problems) ?? DEFAULT_RECHECK_AFTER,
+    grace_when_down: optionalDuration(value.grace_when_down, 'plex.grace_when_down', problems) ?? DEFAULT_GRACE_WHEN_DOWN,
   };
 }

@@ -118,7 +118,10 @@ class PlexUnavailable extends Refusal {
   }
 }
 
-export function plexSource(config: PlexConfig, clientIdentifier: string, version: string, timeoutMs = 5000): PlexSource {
+/** How long plex.tv has to answer one call. */
+export const PLEX_TIMEOUT_MS = 5000;
+
+export function plexSource(config: PlexConfig, clientIdentifier: string, version: string, timeoutMs = PLEX_TIMEOUT_MS): PlexSource {
   const headers = (token?: string): Record<string, string> => ({
     Accept: 'application/json',
     'X-Plex-Product': config.product,

@@ -3,6 +3,7 @@ import { isObject } from '../../config/fields.ts';
 import { bindRefused, claimOrFollow, type SignInBindings } from '../sign-in-bindings.ts';
 import { DAY_SECONDS, logOnly, Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../source.ts';
 import type { PlexSource } from './plex.ts';
+import type { PlexRecheck } from './recheck.ts';
 
 // The Plex sign-in's steps, behind /interaction/:uid/plex/... (views/plex.html, static/plex.js):
 //
@@ -18,7 +19,7 @@ import type { PlexSource } from './plex.ts';
 // a PIN approved by someone else (an attacker's account) cannot be slipped into another person's
 // sign-in, and nobody can bind a PIN they did not create.
 
-export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveSource {
+export function plexSignIn(plex: PlexSource, pins: SignInBindings, recheck: PlexRecheck): InteractiveSource {
   /** The same check for the page's finish and for Plex's forward back. */
   const finish = (returned: boolean) => async (step: SignInStep): Promise<StepOutcome> => {
     const bound = await claimOrFollow(pins, step);
@@ -38,7 +39,9 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveS
           log: { reason: 'expired', detail: `PIN ${bound.ref} expired before it was approved` },
         };
       }
-      return { identity: await plex.identify(pin.token) };
+      const identity = await plex.identify(pin.token);
+      await recheck.remember(identity, pin.token);
+      return { identity };
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       // plex.tv could not be asked: the sign-in page again, as Jellyfin's, where a new PIN can
@@ -54,7 +57,8 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings): InteractiveS
     kind: 'interactive',
     name: 'plex',
     label: 'Plex',
-    session: { holdsFor: DAY_SECONDS },
+    // Holds a day, and is verified with plex.tv again once it is older than plex.recheck_after.
+    session: { holdsFor: DAY_SECONDS, verifyAgain: recheck.verifyAgain },
     // The page talks to plex.tv from the browser, to create and watch its PIN.
     connectTo: [new URL(plex.config.api_url).origin],
 
