@@ -26,7 +26,8 @@ describe('Plex sign-in in a browser', { skip: chromiumMissing() }, () => {
     await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
     const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
     APP = { ...HEADSCALE, client_id: 'jellyfin', name: 'Jellyfin', redirect_uris: [`${appUrl}/callback`], sources: ['plex'] };
-    env = await startTestEnv({ plex: true, clients: [APP], branding: { title: 'Family Media', accent_color: '#e5a00d' } });
+    // Every reuse of a sign-in is checked with plex.tv again (recheck_after 0): a share that ends shows at once.
+    env = await startTestEnv({ plex: { recheck_after: 0 }, clients: [APP], branding: { title: 'Family Media', accent_color: '#e5a00d' } });
     browser = await launchChromium();
     await mkdir(SCREENSHOTS, { recursive: true });
   });
@@ -130,5 +131,53 @@ describe('Plex sign-in in a browser', { skip: chromiumMissing() }, () => {
     await page.waitForSelector('#plex-notice:has-text("closed before")', { timeout: 10_000 });
     assert.equal(await page.isEnabled('#plex-sign-in'), true);
     await context.close();
+  });
+
+  test('when plex.tv fails at the finish, the sign-in page says so, and pressing the button again signs in', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const { page, problems, redeem } = await startLogin(context);
+    env.plex.faults.set('/api/v2/resources', 'http-500');
+    try {
+      const popupOpened = page.waitForEvent('popup');
+      await page.click('#plex-sign-in');
+      await approveIn(await popupOpened, 'alice');
+      await page.waitForURL(/\/plex\/finish$/);
+    } finally {
+      env.plex.faults.clear();
+    }
+    assert.match(await page.textContent('#notice') ?? '', /Plex is not answering/);
+    assert.equal(await page.isVisible('#notice'), true);
+    await page.screenshot({ path: `${SCREENSHOTS}plex-not-answering.png`, fullPage: true });
+    const popupOpened = page.waitForEvent('popup');
+    await page.click('#plex-sign-in');
+    await approveIn(await popupOpened, 'alice');
+    await page.waitForURL(/\/callback\?/, { timeout: 15_000 });
+    assert.equal((await redeem(page.url())).claims()!.sub, 'plex:13692262');
+    // The page came with its status (503), which Chromium reports; nothing else went wrong in it.
+    assert.deepEqual(problems.filter((p) => !/status of 503/.test(p)), []);
+    await context.close();
+  });
+
+  test('when the share ends, the next sign-in to the app shows "not on the guest list", once', async () => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const first = await startLogin(context);
+    const popupOpened = first.page.waitForEvent('popup');
+    await first.page.click('#plex-sign-in');
+    await approveIn(await popupOpened, 'frank');
+    await first.page.waitForURL(/\/callback\?/, { timeout: 15_000 });
+    env.plex.unshare('frank');
+    try {
+      const second = await startLogin(context);
+      assert.match(await second.page.textContent('h1') ?? '', /not on the guest list/);
+      await second.page.screenshot({ path: `${SCREENSHOTS}plex-share-ended-phone.png`, fullPage: true });
+      // The page came with its status (403), which Chromium reports; nothing else went wrong in it.
+      assert.deepEqual(second.problems.filter((p) => !/status of 403/.test(p)), []);
+      // Once: the next one is the Plex sign-in page again.
+      const third = await startLogin(context);
+      assert.match(await third.page.textContent('h1') ?? '', /Sign in with your Plex account/);
+    } finally {
+      env.plex.share('frank');
+      await context.close();
+    }
   });
 });
