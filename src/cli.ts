@@ -178,6 +178,8 @@ async function clientAdd(name: string, redirectUris: string[], source: ConfigSou
     client_secret: \${${env}}
     redirect_uris: [${redirectUris.join(', ')}]
     require_pkce: true
+    # allowed_groups: [plex-owner, plex-home]   # optional: only these groups (a source's, such as
+    #                                           # the Plex tiers, need no definition under groups)
 
 # The secret (shown once; store it as ${env} and in the app):
 ${secret}
@@ -191,6 +193,7 @@ oidc:
   pkce:
     enabled: true
     method: S256
+  # allowed_groups: [plex-owner, plex-home]    # optional, checked by Headscale itself
 
 # 2b. Cloudflare Access: Zero Trust > Settings > Authentication > Add new > OpenID Connect
 #   App ID:           ${name}
@@ -199,6 +202,8 @@ oidc:
 #   Token URL:        ${issuer}/token
 #   Certificate URL:  ${issuer}/jwks
 #   PKCE:             on
+#   To let in only some: an Access policy rule "OIDC Claims", claim name groups, value plex-home
+#   (or any group guestlist puts in the groups claim).
 `);
   return 0;
 }

@@ -28,6 +28,10 @@ describe('guestlist client add', () => {
     assert.match(out, /Certificate URL: +https:\/\/auth\.example\.com\/jwks/);
     assert.match(out, /PKCE: +on/);
     assert.match(out, /oidc:\n  issuer: https:\/\/auth\.example\.com\n  client_id: cloudflare\n  client_secret: \S+\n  scope: \[openid, profile, email, groups\]\n  pkce:\n    enabled: true\n    method: S256/);
+    // Where an app may be kept to some: the groups a source vouches for, the Plex tiers say.
+    assert.match(out, /^ {4}# allowed_groups: \[plex-owner, plex-home\]/m);
+    assert.match(out, /^ {2}# allowed_groups: \[plex-owner, plex-home\] +# optional, checked by Headscale itself/m);
+    assert.match(out, /"OIDC Claims", claim name groups, value plex-home/);
   });
 
   test('its output, pasted into a config, loads and signs someone in with that secret', async () => {
