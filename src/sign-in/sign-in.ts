@@ -193,6 +193,7 @@ export function signIns(deps: SignInDeps) {
         const again = await rule.verifyAgain(account.identity);
         if (again.kept) log('warn', 'login', { outcome: 'kept', reason: 'source-unavailable', source: sourceOf(sub), sub, client_id: client.client_id, detail: again.kept });
         if (accountIdFor(again.identity) !== sub) return false;
+        if (again.identity === account.identity) return true; // not asked again: nothing new
         // Who they are now: a tier that changed (a friend moved into the Plex Home) is in the next
         // token. Unless another instance's re-check ended them meanwhile.
         return mayUseClient(await accounts.remember(again.identity), client) && (await accountOf(sub, oidc.session?.loginTs)) !== undefined;

@@ -89,7 +89,8 @@ export function plexRecheck(plex: PlexSource, vault: Vault, timeoutMs: number): 
       // Nothing to ask plex.tv with (kept no longer, or in a store that was emptied): not a
       // verdict on the person, who signs in with Plex again.
       if (!kept) throw new Refusal('expired', 'Sign in again', 'Sign in with Plex again to go on.', `no Plex token kept for plex:${id}`);
-      if (Date.now() - kept.verifiedAt < recheckAfter * 1000) return { identity: kept.identity };
+      // Young enough: who they were signed in as (the very object, so nothing is written again).
+      if (Date.now() - kept.verifiedAt < recheckAfter * 1000) return { identity: signedIn };
       let answer = running.get(id);
       if (!answer) {
         answer = ask(id, kept).finally(() => running.delete(id));
