@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { after, before } from 'node:test';
-import { freePort, tempDir } from './helpers.ts';
+import { freePort, startTestEnv, tempDir, type TestEnv, type TestEnvOptions } from './helpers.ts';
 
 // Debian's redis-server on a loopback port, for the tests of Redis as guestlist's store.
 // .ci/run installs it; elsewhere the tests that need it are skipped, saying why.
@@ -55,4 +55,22 @@ export function redisDuringTests(): { readonly url: string } {
   });
   after(() => redis?.stop());
   return { get url() { return redis!.url; } };
+}
+
+/**
+ * startTestEnv as two instances sharing this Redis, each request to the next in turn; the Redis
+ * emptied first, as each memory store starts empty.
+ */
+export async function startOnRedis(url: string, options: TestEnvOptions): Promise<TestEnv> {
+  const { createClient } = await import('@redis/client');
+  const client = createClient({ url });
+  await client.connect();
+  await client.flushAll();
+  await client.close();
+  process.env.GUESTLIST_TEST_REDIS_URL = url;
+  try {
+    return await startTestEnv(options);
+  } finally {
+    delete process.env.GUESTLIST_TEST_REDIS_URL;
+  }
 }

@@ -4,9 +4,9 @@ import { Agent, request } from 'node:http';
 import type { ClientConfig } from '../../src/config/config.ts';
 import { networkOf } from '../../src/network.ts';
 import type { MemoryStore } from '../../src/storage/memory.ts';
-import { redisDuringTests, redisMissing } from '../redis-server.ts';
+import { redisDuringTests, redisMissing, startOnRedis } from '../redis-server.ts';
 import { ALICE, BOB_GITHUB } from '../fakes/tailscaled.ts';
-import { Browser, HEADSCALE, login, startTestEnv, type TestEnv } from '../helpers.ts';
+import { Browser, HEADSCALE, login, startTestEnv, type TestEnv, type TestEnvOptions } from '../helpers.ts';
 import { bindPin, createPin, finishPlex, FRIENDS, openPlexPage } from '../plex-flow.ts';
 
 // What one network can do to everybody else's sign-ins: it is counted as one network however
@@ -203,22 +203,7 @@ for (const storage of ['memory', 'Redis'] as const) {
   describe(`what anonymous requests make guestlist store is bounded (${storage})`, { skip: storage === 'Redis' && redisMissing() }, () => {
     const redis = storage === 'Redis' ? redisDuringTests() : undefined;
     /** With Redis, two instances share it, and requests go to each in turn. */
-    const start = async (options: Parameters<typeof startTestEnv>[0]) => {
-      if (redis) {
-        // Each test starts from an empty Redis, as each memory store starts empty.
-        const { createClient } = await import('@redis/client');
-        const client = createClient({ url: redis.url });
-        await client.connect();
-        await client.flushAll();
-        await client.close();
-        process.env.GUESTLIST_TEST_REDIS_URL = redis.url;
-      }
-      try {
-        return await startTestEnv(options);
-      } finally {
-        delete process.env.GUESTLIST_TEST_REDIS_URL;
-      }
-    };
+    const start = (options: TestEnvOptions) => (redis ? startOnRedis(redis.url, options) : startTestEnv(options));
 
     test('one IPv6 subscriber holds at most twice a network\'s share of unfinished sign-ins in its /56, four times in its /48', async () => {
       const env = await start({ plex: true, clients: [FRIENDS], rate_limits: { pending: 5 }, client_ip_header: 'Fly-Client-IP' });
