@@ -106,6 +106,7 @@ describe('Plex access follows the share', () => {
     env.plex.revokeTokens('alice');
     const { walk } = await again(env, browser);
     assert.equal(walk.status, 403);
+    assert.match(walk.body, /not on the guest list/);
     assert.equal(await userinfo(env, tokens.access_token), 401);
     assert.equal(loginLines(env, 'revoked')[0]?.reason, 'not-verified');
   }));

@@ -74,7 +74,12 @@ export function plexRecheck(plex: PlexSource, vault: Vault, timeoutMs: number): 
       if (err.reason === 'source-unavailable') return whileDown(kept, err);
       // plex.tv's verdict: the token is of no more use to anyone.
       await vault.delete(id);
-      throw err;
+      if (err.reason !== 'not-verified') throw err;
+      // A token refused after the fact: signed out at Plex, or the account disabled. The access
+      // it gave is over, and the person is told so as anyone whose share ended is.
+      throw new Refusal('not-verified', 'You are not on the guest list',
+        'Plex no longer vouches for your sign-in here (it was signed out at Plex, or the account was disabled), so your access has ended. If you should still have it, sign in with Plex again.',
+        err.detail);
     } finally {
       await vault.unclaim(claim);
     }
