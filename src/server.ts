@@ -101,7 +101,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     // refuses newcomers instead of evicting anyone's.
     quota: store.quota('pending', Math.floor(0.8 * Math.min(MODEL_BOUNDS.Interaction!.max, MODEL_BOUNDS.Interaction!.maxBytes / PLACE_BYTES))),
   });
-  const signIn = signIns({ ambient, rules, accounts, clients, peerOf, log });
+  const signIn = signIns({ ambient, rules, accounts, clients, peerOf, log, activity: store.activity });
   const provider = createProvider({ config, keys, store, log, pages, clients, signIn, pendingInteractions: pending.adapter });
   await checkClients(provider, config);
 

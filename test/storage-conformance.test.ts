@@ -7,6 +7,7 @@ import { BINDS_PER_NETWORK, scopedBindings } from '../src/sources/sign-in-bindin
 import type { Identity } from '../src/sources/source.ts';
 import { createMemoryStore } from '../src/storage/memory.ts';
 import { openRedisStore } from '../src/storage/redis.ts';
+import { EVENTS_KEPT, HOUR_MS } from '../src/storage/models.ts';
 import type { Store, StoreOptions } from '../src/storage/store.ts';
 import { redisDuringTests, redisMissing } from './redis-server.ts';
 
@@ -268,6 +269,49 @@ function conformance(open: Open) {
       assert.equal(await vault.claim('recheck:1', 200), true);
       await sleep(300);
       assert.equal(await vault.claim('recheck:1', 200), true);
+    });
+  });
+
+  describe('activity (what the operator console shows)', () => {
+    test('events are kept newest first, at most EVENTS_KEPT, the oldest going first', async () => {
+      const { activity } = await store();
+      const now = Date.now();
+      for (let i = 0; i < EVENTS_KEPT + 5; i++) await activity.record({ at: now, outcome: i % 2 ? 'refused' : 'signed-in', sub: `plex:${i}` });
+      const recent = await activity.recent();
+      assert.equal(recent.length, EVENTS_KEPT);
+      assert.equal(recent[0]!.sub, `plex:${EVENTS_KEPT + 4}`);
+      assert.equal(recent.at(-1)!.sub, 'plex:5');
+    });
+
+    test('counts per hour and outcome, for the hours asked', async () => {
+      const { activity } = await store();
+      const now = Date.now();
+      await activity.record({ at: now, outcome: 'signed-in' });
+      await activity.record({ at: now, outcome: 'signed-in' });
+      await activity.record({ at: now, outcome: 'refused' });
+      await activity.record({ at: now - 3 * HOUR_MS, outcome: 'refused' });
+      const hours = await activity.perHour(24);
+      assert.equal(hours.length, 24);
+      assert.deepEqual(hours.at(-1)!.counts, { 'signed-in': 2, refused: 1 });
+      assert.deepEqual(hours.at(-4)!.counts, { refused: 1 });
+      assert.deepEqual(hours.at(-2)!.counts, {});
+      assert.equal(hours.at(-1)!.hour - hours[0]!.hour, 23);
+    });
+
+    test('a person signed in is listed with every app, from their first sign-in, until their sign-in ends or they are forgotten', async () => {
+      const { activity } = await store();
+      const person = { sub: 'plex:1', name: 'Alice', source: 'plex', groups: ['plex'] };
+      await activity.seen(person, 'grafana', Date.now() + 60_000);
+      await activity.seen({ ...person, groups: ['plex', 'plex-home'] }, 'photos', Date.now() + 60_000);
+      await activity.seen({ sub: 'tailscale:2', name: 'Bob', source: 'tailscale', groups: [] }, 'grafana', Date.now() + 200);
+      const [alice] = (await activity.people()).filter((p) => p.sub === 'plex:1');
+      assert.deepEqual(alice!.apps, ['grafana', 'photos']);
+      assert.deepEqual(alice!.groups, ['plex', 'plex-home']);
+      assert.ok(alice!.since <= alice!.lastSeen);
+      await sleep(300);
+      assert.deepEqual((await activity.people()).map((p) => p.sub), ['plex:1']);
+      await activity.forget('plex:1');
+      assert.deepEqual(await activity.people(), []);
     });
   });
 

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { ClientConfig } from '../config/config.ts';
-import type { Logger } from '../log.ts';
+import type { Logger, LogLevel } from '../log.ts';
+import type { Activity } from '../storage/store.ts';
 import type { Peer } from '../network.ts';
 import { Refusal, type AmbientSource, type Identity, type LogOnly, type SessionRule } from '../sources/source.ts';
 import { accountIdFor, mayUseClient, sourceOf, type Account, type AccountStore } from './accounts.ts';
@@ -41,6 +42,8 @@ export interface SignInDeps {
   /** The TCP peer of a request (http/client-network.ts). */
   peerOf(req: IncomingMessage): Peer;
   log: Logger;
+  /** Where the console finds the sign-ins and who is signed in (the store's). */
+  activity: Activity;
 }
 
 export type SignIn = ReturnType<typeof signIns>;
@@ -54,7 +57,7 @@ export function accepts(client: ClientConfig, source: string): boolean {
 const WITHOUT_RULE_SECONDS = 24 * 3600;
 
 export function signIns(deps: SignInDeps) {
-  const { ambient, rules, accounts, clients, peerOf, log } = deps;
+  const { ambient, rules, accounts, clients, peerOf, log, activity } = deps;
   const ruleOf = (sub: string): SessionRule | undefined => rules.get(sourceOf(sub));
 
   /** The person is known: remember them, and let them into this client only if it allows them. */
@@ -92,14 +95,31 @@ export function signIns(deps: SignInDeps) {
     return answer;
   }
 
-  const logSignedIn = (source: string, clientId: string, sub: string) => log('info', 'login', { outcome: 'signed-in', source, client_id: clientId, sub });
+  /**
+   * Every outcome's one record: a `login` log line, and the console's event (with the sentence
+   * the person was shown). The console is told on the side: a sign-in never waits for it, nor
+   * fails with it (a shared store that is down says so at the next step that needs it).
+   */
+  function loginLine(level: LogLevel, fields: Record<string, unknown> & { outcome: string }, said?: string): void {
+    log(level, 'login', fields);
+    const pick = (k: string) => (typeof fields[k] === 'string' ? { [k]: fields[k] as string } : {});
+    void activity.record({ at: Date.now(), outcome: fields.outcome, ...pick('source'), ...pick('client_id'), ...pick('sub'), ...pick('name'), ...pick('reason'), ...(said ? { said } : {}) })
+      .catch(() => {});
+  }
+
+  function logSignedIn(source: string, clientId: string, account: Account): void {
+    const name = account.identity.name ?? account.identity.login;
+    loginLine('info', { outcome: 'signed-in', source, client_id: clientId, sub: account.accountId, name });
+    const holds = (ruleOf(account.accountId)?.holdsFor ?? WITHOUT_RULE_SECONDS) * 1000;
+    void activity.seen({ sub: account.accountId, name, source, groups: account.groups }, clientId, Date.now() + holds).catch(() => {});
+  }
 
   /** A refusal the person sees, or a step's log-only outcome; `next` says what the person is offered instead. */
   function logRefused(refusal: Refusal | LogOnly, source: string, clientId: string, next?: string): void {
-    log(refusal.reason === 'source-unavailable' || refusal.reason === 'too-many' ? 'warn' : 'info', 'login', {
+    loginLine(refusal.reason === 'source-unavailable' || refusal.reason === 'too-many' ? 'warn' : 'info', {
       outcome: 'refused', reason: refusal.reason, source, client_id: clientId,
       ...(refusal.detail ? { detail: refusal.detail } : {}), ...(next ? { next } : {}),
-    });
+    }, refusal instanceof Refusal ? refusal.message : undefined);
   }
 
   /**
@@ -108,9 +128,10 @@ export function signIns(deps: SignInDeps) {
    */
   async function end(sub: string, refusal?: Refusal, clientId?: string): Promise<void> {
     await accounts.end(sub, { at: Date.now(), ...(refusal ? { note: { reason: refusal.reason, title: refusal.title, message: refusal.message } } : {}) });
+    await activity.forget(sub).catch(() => {});
     if (refusal) {
-      log('info', 'login', { outcome: 'revoked', reason: refusal.reason, source: sourceOf(sub), sub,
-        ...(clientId ? { client_id: clientId } : {}), ...(refusal.detail ? { detail: refusal.detail } : {}) });
+      loginLine('info', { outcome: 'revoked', reason: refusal.reason, source: sourceOf(sub), sub,
+        ...(clientId ? { client_id: clientId } : {}), ...(refusal.detail ? { detail: refusal.detail } : {}) }, refusal.message);
     }
   }
 
@@ -143,7 +164,7 @@ export function signIns(deps: SignInDeps) {
     },
     logSignedIn,
     logRefused,
-    logAbandoned: (clientId: string) => log('info', 'login', { outcome: 'abandoned', client_id: clientId }),
+    logAbandoned: (clientId: string) => loginLine('info', { outcome: 'abandoned', client_id: clientId }),
 
     /** How long a sign-in from the source of this sub holds, in seconds. */
     holdsFor: (sub: string | undefined): number => (sub && ruleOf(sub)?.holdsFor) || WITHOUT_RULE_SECONDS,
@@ -168,7 +189,7 @@ export function signIns(deps: SignInDeps) {
       // As oidc-provider does when a sign-in resumes: a session that existed before this
       // sign-in gets a new id, so a session id planted in the browser never becomes signed in.
       if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier();
-      logSignedIn(source, client.client_id, account.accountId);
+      logSignedIn(source, client.client_id, account);
     },
 
     /**
@@ -191,7 +212,7 @@ export function signIns(deps: SignInDeps) {
       }
       try {
         const again = await rule.verifyAgain(account.identity);
-        if (again.kept) log('warn', 'login', { outcome: 'kept', reason: 'source-unavailable', source: sourceOf(sub), sub, client_id: client.client_id, detail: again.kept });
+        if (again.kept) loginLine('warn', { outcome: 'kept', reason: 'source-unavailable', source: sourceOf(sub), sub, client_id: client.client_id, detail: again.kept });
         if (accountIdFor(again.identity) !== sub) return false;
         if (again.identity === account.identity) return true; // not asked again: nothing new
         // Who they are now: a tier that changed (a friend moved into the Plex Home) is in the next
@@ -210,7 +231,7 @@ export function signIns(deps: SignInDeps) {
 
     /** The interaction's hand-over to oidc-provider: where the browser goes next. */
     async finish(provider: Provider, ctx: { req: IncomingMessage; res: ServerResponse }, admitted: Admitted, clientId: string): Promise<string> {
-      logSignedIn(admitted.source, clientId, admitted.account.accountId);
+      logSignedIn(admitted.source, clientId, admitted.account);
       return provider.interactionResult(ctx.req, ctx.res, { login: { accountId: admitted.account.accountId, amr: [admitted.source], remember: false } }, { mergeWithLastSubmission: false });
     },
   };

@@ -1,8 +1,8 @@
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
-import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
-import type { AccountRecord, AccountRecords, EndMark, Quota, RateCounter, Store, StoreOptions, Vault } from './store.ts';
+import { entryTtlMs, EVENTS_KEPT, GRANT_BOUND, HOUR_MS, HOURS_KEPT, RATE_SHARES_MAX } from './models.ts';
+import type { AccountRecord, AccountRecords, Activity, EndMark, Presence, Quota, RateCounter, SignInEvent, Store, StoreOptions, Vault } from './store.ts';
 import { Tally } from './tally.ts';
 
 // The default store: everything in this process's memory, gone with it. Every part is bounded,
@@ -63,6 +63,7 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
     bindings: createBindings(quota('bound', options.bindingsMax ?? BINDS_MAX), options.bindingsMax ?? BINDS_MAX),
     quota,
     vault: createVault(),
+    activity: createActivity(),
     counter: createRateCounter(options.rateSharesMax ?? RATE_SHARES_MAX),
     sizes,
     purgeStale,
@@ -191,6 +192,37 @@ function createVault(): Vault {
       return true;
     },
     unclaim: async (key) => void claims.delete(key),
+  };
+}
+
+function createActivity(): Activity {
+  const events: SignInEvent[] = []; // oldest first
+  const hours = new Map<number, Record<string, number>>();
+  // Only people who signed in, so as many as accounts.
+  const people = growingLru<Presence>(ACCOUNTS_MAX);
+  return {
+    async record(event) {
+      events.push(event);
+      if (events.length > EVENTS_KEPT) events.splice(0, events.length - EVENTS_KEPT);
+      const hour = Math.floor(event.at / HOUR_MS);
+      const counts = hours.get(hour) ?? {};
+      counts[event.outcome] = (counts[event.outcome] ?? 0) + 1;
+      hours.set(hour, counts);
+      for (const h of hours.keys()) if (h <= hour - HOURS_KEPT) hours.delete(h);
+    },
+    recent: async () => [...events].reverse(),
+    async perHour(count) {
+      const now = Math.floor(Date.now() / HOUR_MS);
+      return Array.from({ length: count }, (_, i) => now - count + 1 + i).map((hour) => ({ hour, counts: { ...hours.get(hour) } }));
+    },
+    async seen(person, app, untilMs) {
+      const before = people.get(person.sub);
+      const now = Date.now();
+      const apps = [...new Set([...(before?.apps ?? []), app])];
+      people.set(person.sub, { ...person, apps, since: before?.since ?? now, lastSeen: now }, { ttl: Math.max(1, untilMs - now) });
+    },
+    people: async () => [...people.values()],
+    forget: async (sub) => void people.delete(sub),
   };
 }
 

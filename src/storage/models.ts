@@ -14,3 +14,9 @@ export function entryTtlMs(expiresIn: number | undefined, toleranceMs = CLOCK_TO
 
 /** Shares a rate counter holds in one window (in memory, about 5 MB at the most). */
 export const RATE_SHARES_MAX = 50_000;
+
+/** Sign-in events the console keeps, the oldest going first. */
+export const EVENTS_KEPT = 1000;
+/** Hours of per-hour counts kept (the console's chart shows the last 24). */
+export const HOURS_KEPT = 25;
+export const HOUR_MS = 3600_000;

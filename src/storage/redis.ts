@@ -4,8 +4,8 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Logger } from '../log.ts';
 import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
-import { entryTtlMs, GRANT_BOUND, RATE_SHARES_MAX } from './models.ts';
-import { StorageUnavailable, type AccountRecords, type EndMark, type Quota, type RateCounter, type Store, type StoreOptions, type TakeResult, type Vault } from './store.ts';
+import { entryTtlMs, EVENTS_KEPT, GRANT_BOUND, HOUR_MS, HOURS_KEPT, RATE_SHARES_MAX } from './models.ts';
+import { StorageUnavailable, type AccountRecords, type Activity, type EndMark, type Presence, type Quota, type RateCounter, type SignInEvent, type Store, type StoreOptions, type TakeResult, type Vault } from './store.ts';
 
 // The store for more than one instance, in Redis (or Valkey): everything a login needs across
 // requests, so any instance can take any step. Each value expires by its own TTL (Redis expiry).
@@ -313,5 +313,46 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     unclaim: (k) => guard(async () => void (await client.del(key('vault-claim', k)))),
   };
 
-  return { adapterFor, accounts, bindings, quota, vault, counter, close: async () => void (await client.close()) };
+  // Events in a capped list, counts in a hash per hour, each person under their own key (expiring
+  // with their sign-in) and in a sorted set by that expiry, from which the expired drop out.
+  const people = key('activity', 'people');
+  const activity: Activity = {
+    record: (event) => guard(async () => {
+      const hour = key('activity:hour', String(Math.floor(event.at / HOUR_MS)));
+      await client.multi()
+        .lPush(key('activity', 'events'), JSON.stringify(event)).lTrim(key('activity', 'events'), 0, EVENTS_KEPT - 1)
+        .hIncrBy(hour, event.outcome, 1).pExpire(hour, HOURS_KEPT * HOUR_MS)
+        .exec();
+    }),
+    recent: () => guard(async () => (await client.lRange(key('activity', 'events'), 0, -1)).map((e) => JSON.parse(e) as SignInEvent)),
+    perHour: (count) => guard(async () => {
+      const now = Math.floor(Date.now() / HOUR_MS);
+      const hours = Array.from({ length: count }, (_, i) => now - count + 1 + i);
+      const multi = client.multi();
+      for (const hour of hours) multi.hGetAll(key('activity:hour', String(hour)));
+      const all = await multi.exec() as unknown as Record<string, string>[];
+      return hours.map((hour, i) => ({ hour, counts: Object.fromEntries(Object.entries(all[i] ?? {}).map(([k, v]) => [k, Number(v)])) }));
+    }),
+    seen: (person, app, untilMs) => guard(async () => {
+      const now = Date.now();
+      const json = await client.get(key('activity:person', person.sub));
+      const before = json ? JSON.parse(json) as Presence : undefined;
+      const entry: Presence = { ...person, apps: [...new Set([...(before?.apps ?? []), app])], since: before?.since ?? now, lastSeen: now };
+      const ttl = Math.max(1, untilMs - now);
+      await client.multi()
+        .set(key('activity:person', person.sub), JSON.stringify(entry), { PX: ttl })
+        .zAdd(people, { score: untilMs, value: person.sub })
+        .exec();
+    }),
+    people: () => guard(async () => {
+      await client.zRemRangeByScore(people, '-inf', Date.now());
+      const subs = await client.zRange(people, 0, -1);
+      if (subs.length === 0) return [];
+      const found = await client.mGet(subs.map((s) => key('activity:person', s)));
+      return found.filter((j): j is string => !!j).map((j) => JSON.parse(j) as Presence);
+    }),
+    forget: (sub) => guard(async () => void (await client.multi().del(key('activity:person', sub)).zRem(people, sub).exec())),
+  };
+
+  return { adapterFor, accounts, bindings, quota, vault, activity, counter, close: async () => void (await client.close()) };
 }

@@ -19,6 +19,7 @@ export interface Store {
   /** The places of one kind (by name) that anonymous requests may hold, `max` in all. */
   quota(name: string, max: number): Quota;
   vault: Vault;
+  activity: Activity;
   counter: RateCounter;
   /** Releases what the store holds (a connection, a timer). */
   close(): Promise<void>;
@@ -47,6 +48,48 @@ export interface Vault {
   /** True for one caller, on any instance, until `ttlMs` passes or it is released: one re-check at a time. */
   claim(key: string, ttlMs: number): Promise<boolean>;
   unclaim(key: string): Promise<void>;
+}
+
+/** One outcome of a sign-in, as the console lists it (the `login` log line, and what the person was told). */
+export interface SignInEvent {
+  at: number;
+  outcome: string;
+  source?: string;
+  client_id?: string;
+  sub?: string;
+  name?: string;
+  reason?: string;
+  /** The sentence the person was shown, when they were shown one. */
+  said?: string;
+}
+
+/** A person signed in, as the console lists them. */
+export interface Presence {
+  sub: string;
+  name: string;
+  source: string;
+  groups: string[];
+  /** The apps they signed in to, by client_id. */
+  apps: string[];
+  since: number;
+  lastSeen: number;
+}
+
+/**
+ * What the operator console shows of sign-ins: the latest events (EVENTS_KEPT, the oldest going
+ * first), counts per hour and outcome for a day, and who is signed in (each for as long as their
+ * sign-in may last). Kept by the store, so that every instance's console shows the same.
+ */
+export interface Activity {
+  record(event: SignInEvent): Promise<void>;
+  /** The latest events, newest first. */
+  recent(): Promise<SignInEvent[]>;
+  /** Events per outcome in each of the last `hours` hours, oldest first (`hour`: ms since the epoch / 3600000). */
+  perHour(hours: number): Promise<{ hour: number; counts: Record<string, number> }[]>;
+  /** Someone signed in to `app`; they are listed until `untilMs`. */
+  seen(person: Omit<Presence, 'apps' | 'since' | 'lastSeen'>, app: string, untilMs: number): Promise<void>;
+  people(): Promise<Presence[]>;
+  forget(sub: string): Promise<void>;
 }
 
 /** 'taken': the key is held already; the others refuse: a share, or everybody's places, is full. */
