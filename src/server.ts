@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readAsset } from './assets.ts';
-import { ConfigError } from './config/config.ts';
+import { ConfigError, HOME_CLIENT_ID, type ClientConfig } from './config/config.ts';
 import { type Config } from './config/load.ts';
 import { formatListen } from './config/fields.ts';
 import { brandingStyles } from './http/branding.ts';
@@ -9,7 +10,8 @@ import { clientNetwork, peerOf } from './http/client-network.ts';
 import { crossOrigin } from './http/cross-origin.ts';
 import { errorPages } from './http/error-pages.ts';
 import { healthz } from './http/healthz.ts';
-import { home } from './http/home.ts';
+import { homePage } from './console/home.ts';
+import { whoIsHere } from './console/who.ts';
 import { originFormOnly, pinToIssuer } from './http/issuer.ts';
 import { createPages, preloadViews } from './http/pages.ts';
 import { PLACE_BYTES, pendingSignIns } from './http/pending-sign-ins.ts';
@@ -67,7 +69,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   const unsafe = sourceProblems(config);
   if (unsafe.length > 0) throw new ConfigError('config', unsafe);
   const log = options.log ?? createLogger();
-  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'expired-app', 'sign-in']);
+  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'home-signed-in', 'expired-app', 'sign-in']);
   const pages = createPages(config.branding);
   const keys = await loadOrCreateKeys(config.data_dir, {
     onCreate: (file) => log('info', 'created a new secret file', { file }),
@@ -85,7 +87,13 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     ...(options.sourceTimeoutsMs ? { timeoutsMs: options.sourceTimeoutsMs } : {}),
   });
   preloadViews(views);
-  const clients = new Map(config.clients.map((c) => [c.client_id, c]));
+  // guestlist's own client, for the home page's sign-in; its secret is never used (the home page
+  // only needs the session the sign-in leaves), so it is made anew at each start.
+  const homeClient: ClientConfig = {
+    client_id: HOME_CLIENT_ID, client_secret: randomBytes(32).toString('base64url'), name: config.branding.title,
+    redirect_uris: [`${config.issuer}/signed-in`], post_logout_redirect_uris: [`${config.issuer}/`], require_pkce: false,
+  };
+  const clients = new Map([...config.clients, homeClient].map((c) => [c.client_id, c]));
   const network = clientNetwork(config.client_ip_header, async (peer) => {
     for (const source of ambient) {
       const key = await source.network?.(peer);
@@ -120,8 +128,11 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
   provider.use(interactionRoutes({ provider, issuer: config.issuer, interactive, signIn, clients, network, pages }));
-  // The built-in demo's app lives at `/`; otherwise `/` says what this is.
-  provider.use(config.demo ? demoApp(config, pages) : home(config, pages));
+  // The built-in demo's app lives at `/`; otherwise `/` is the home page: who is signed in here, and their apps.
+  provider.use(config.demo ? demoApp(config, pages) : homePage({
+    config, apps: config.clients, homeClient, whoIsHere: whoIsHere(provider, signIn), pages,
+    isOperator: (account) => account.groups.some((g) => config.admin.allowed_groups.includes(g)),
+  }));
 
   // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;

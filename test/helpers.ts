@@ -81,6 +81,7 @@ export interface TestEnvOptions {
   jellyfinTimeoutMs?: number;
   branding?: Partial<BrandingConfig>;
   rate_limits?: Partial<Config['rate_limits']>;
+  admin?: Partial<Config['admin']>;
   client_ip_header?: string;
   clients?: ClientConfig[];
   groups?: Record<string, string[]>;
@@ -117,6 +118,7 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
     rate_limits: { authorize: 0, interaction: 0, token: 0, pending: 0, ...options.rate_limits },
     ...(options.client_ip_header ? { client_ip_header: options.client_ip_header } : {}),
     demo: false,
+    admin: { allowed_groups: [], tailnet_only: true, ...options.admin },
   };
   const logs: Record<string, unknown>[] = [];
   // GUESTLIST_TEST_REDIS_URL (set by two-instances.test.ts) runs every environment as two

@@ -40,7 +40,7 @@ describe('two instances sharing Redis', { skip: redisMissing() }, () => {
       issuer, listen: { host: '127.0.0.1', port: portA }, data_dir: '', clients: [HEADSCALE, PLEXAPP],
       groups: {}, tailscale: { socket: tailscaled.socketPath, allow_tagged: false, serve_headers: false },
       plex: { server_ids: [SERVER_ID], product: 'guestlist tests', api_url: plex.url, app_url: `${plex.url}/auth`, recheck_after: 900, grace_when_down: 3600 },
-      branding: { ...DEFAULT_BRANDING }, rate_limits: { authorize: 100, interaction: 100, token: 100, pending: 100 }, storage: redis.url, demo: false,
+      branding: { ...DEFAULT_BRANDING }, rate_limits: { authorize: 100, interaction: 100, token: 100, pending: 100 }, storage: redis.url, demo: false, admin: { allowed_groups: [], tailnet_only: true },
     };
     servers = [];
     for (const [i, port] of [portA, portB].entries()) {

@@ -19,7 +19,22 @@ export interface ClientConfig {
   allowed_groups?: string[];
   /** Identity sources this client accepts (names from the source registry); every configured source when unset. */
   sources?: string[];
+  /** The app's own address, for its tile on the home page. */
+  url?: string;
+  /** An https image for that tile. */
+  icon_url?: string;
 }
+
+/** Who may use the operator console at /admin. */
+export interface AdminConfig {
+  /** Members of any of these groups; nobody when empty. */
+  allowed_groups: string[];
+  /** With Tailscale configured: only from a tailnet device whois says is that same person. */
+  tailnet_only: boolean;
+}
+
+/** guestlist's own client, for the home page's sign-in: no config may use its id. */
+export const HOME_CLIENT_ID = 'guestlist';
 
 export interface BrandingConfig {
   title: string;
@@ -56,6 +71,7 @@ export interface CoreConfig {
   storage?: string;
   /** Only the built-in demo (`npm start` with no config) sets this; no key in a config file can. */
   demo: boolean;
+  admin: AdminConfig;
 }
 
 const DEFAULT_LISTEN = '127.0.0.1:8080';
@@ -144,8 +160,9 @@ function substituteEnv(value: unknown, path: string, env: Env, problems: string[
   return value;
 }
 
-const CORE_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'branding', 'rate_limits', 'client_ip_header', 'storage'];
-const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups', 'sources'];
+const CORE_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'branding', 'rate_limits', 'client_ip_header', 'storage', 'admin'];
+const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups', 'sources', 'url', 'icon_url'];
+export const DEFAULT_ADMIN: AdminConfig = { allowed_groups: [], tailnet_only: true };
 const BRANDING_KEYS = ['title', 'logo_url', 'accent_color', 'background_image', 'stylesheet'];
 
 // Cloudflare Access sends client credentials in Basic auth without URL-encoding them, and
@@ -172,6 +189,7 @@ function validate<S>(raw: unknown, env: Env, sections: SourceSections<S>, proble
   const listenKey = raw.listen === undefined && env.GUESTLIST_LISTEN ? 'listen (from GUESTLIST_LISTEN, which the container image sets)' : 'listen';
   const sources = sections.read(raw, listen, listenKey, problems);
   const clients = validateClients(raw.clients, groups, sections.groups(sources), sections.names, configured, problems);
+  const admin = validateAdmin(raw.admin, groups, sections.groups(sources), problems);
   const branding = validateBranding(raw.branding, problems);
   const rate_limits = validateRateLimits(raw.rate_limits, problems);
   const client_ip_header = optionalString(raw.client_ip_header, 'client_ip_header', problems);
@@ -191,8 +209,30 @@ function validate<S>(raw: unknown, env: Env, sections: SourceSections<S>, proble
   if (problems.length > 0 || !issuer || !listen || !clients) return undefined;
   return {
     issuer, listen, data_dir, clients, groups, ...sources, branding, rate_limits,
-    ...(client_ip_header ? { client_ip_header } : {}), ...(storage ? { storage } : {}), demo: false,
+    ...(client_ip_header ? { client_ip_header } : {}), ...(storage ? { storage } : {}), demo: false, admin,
   };
+}
+
+/** A list of group names, each defined under groups or vouched for by a configured source. */
+function groupNames(value: unknown, at: string, groups: Record<string, string[]>, vouched: readonly string[], problems: string[]): string[] | undefined {
+  const list = stringList(value, at, problems, { allowEmpty: false });
+  for (const g of list ?? []) {
+    if (!Object.hasOwn(groups, g) && !vouched.includes(g)) {
+      problems.push(`${at}: group "${g}" is not defined under groups${vouched.length ? `, nor one a configured source vouches for (${vouched.join(', ')})` : ''}`);
+    }
+  }
+  return list;
+}
+
+function validateAdmin(value: unknown, groups: Record<string, string[]>, vouched: readonly string[], problems: string[]): AdminConfig {
+  if (value === undefined || value === null) return { ...DEFAULT_ADMIN };
+  if (!isObject(value)) {
+    problems.push('admin: must be a mapping such as {allowed_groups: [admins]}');
+    return { ...DEFAULT_ADMIN };
+  }
+  unknownKeys(value, ['allowed_groups', 'tailnet_only'], 'admin', problems);
+  const allowed = value.allowed_groups === undefined ? [] : groupNames(value.allowed_groups, 'admin.allowed_groups', groups, vouched, problems) ?? [];
+  return { allowed_groups: allowed, tailnet_only: optionalBoolean(value.tailnet_only, 'admin.tailnet_only', problems) ?? DEFAULT_ADMIN.tailnet_only };
 }
 
 function validateIssuer(value: unknown, problems: string[]): string | undefined {
@@ -290,6 +330,7 @@ function validateClients(value: unknown, groups: Record<string, string[]>, vouch
     const before = problems.length;
     const id = c.client_id;
     if (typeof id !== 'string' || id === '') problems.push(`${at}.client_id: missing`);
+    else if (id === HOME_CLIENT_ID) problems.push(`${at}.client_id: "${id}" is guestlist's own (its home page signs people in with it); choose another`);
     else if (!UNRESERVED.test(id)) problems.push(`${at}.client_id: "${id}" may only use letters, digits, ".", "_", "~" and "-"`);
     else if (seen.has(id)) problems.push(`${at}.client_id: "${id}" is already used by another client`);
     else seen.add(id);
@@ -304,15 +345,9 @@ function validateClients(value: unknown, groups: Record<string, string[]>, vouch
     const post_logout_redirect_uris = uriList(c.post_logout_redirect_uris, `${at}.post_logout_redirect_uris`, problems, true);
     const name = optionalString(c.name, `${at}.name`, problems) ?? (typeof id === 'string' ? id : '');
     const require_pkce = optionalBoolean(c.require_pkce, `${at}.require_pkce`, problems) ?? false;
-    let allowed_groups: string[] | undefined;
-    if (c.allowed_groups !== undefined) {
-      allowed_groups = stringList(c.allowed_groups, `${at}.allowed_groups`, problems, { allowEmpty: false });
-      for (const g of allowed_groups ?? []) {
-        if (!Object.hasOwn(groups, g) && !vouched.includes(g)) {
-          problems.push(`${at}.allowed_groups: group "${g}" is not defined under groups${vouched.length ? `, nor one a configured source vouches for (${vouched.join(', ')})` : ''}`);
-        }
-      }
-    }
+    const allowed_groups = c.allowed_groups === undefined ? undefined : groupNames(c.allowed_groups, `${at}.allowed_groups`, groups, vouched, problems);
+    const url = c.url === undefined ? undefined : webUrl(c.url, `${at}.url`, problems, false);
+    const icon_url = c.icon_url === undefined ? undefined : webUrl(c.icon_url, `${at}.icon_url`, problems, true);
     let sources: ClientConfig['sources'];
     if (c.sources !== undefined) {
       const list = stringList(c.sources, `${at}.sources`, problems, { allowEmpty: false });
@@ -332,10 +367,25 @@ function validateClients(value: unknown, groups: Record<string, string[]>, vouch
         require_pkce,
         ...(allowed_groups ? { allowed_groups } : {}),
         ...(sources ? { sources } : {}),
+        ...(url ? { url } : {}),
+        ...(icon_url ? { icon_url } : {}),
       });
     }
   });
   return clients;
+}
+
+/** An address a page may link to (https, or http on localhost) or, for an image, https only. */
+function webUrl(value: unknown, at: string, problems: string[], image: boolean): string | undefined {
+  const v = optionalString(value, at, problems);
+  if (v === undefined) return undefined;
+  const u = URL.parse(v);
+  const ok = u && (u.protocol === 'https:' || (!image && u.protocol === 'http:' && isLoopbackHost(u.hostname))) && !/["'()\\\s<>]/.test(v);
+  if (!ok) {
+    problems.push(`${at}: "${v}" must be an https:// URL${image ? '' : ' (or http on localhost)'} without quotes, brackets or spaces`);
+    return undefined;
+  }
+  return v;
 }
 
 function uriList(value: unknown, at: string, problems: string[], optional: boolean): string[] | undefined {

@@ -1,4 +1,4 @@
-import { DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_RATE_LIMITS } from '../config/config.ts';
+import { DEFAULT_ADMIN, DEFAULT_BRANDING, DEFAULT_DATA_DIR, DEFAULT_RATE_LIMITS } from '../config/config.ts';
 import type { Config } from '../config/load.ts';
 import { DEFAULT_TAILSCALE_SOCKET } from '../sources/tailscale/config.ts';
 
@@ -29,5 +29,6 @@ export function demoConfig(env: Record<string, string | undefined> = process.env
     branding: { ...DEFAULT_BRANDING },
     rate_limits: { ...DEFAULT_RATE_LIMITS },
     demo: true,
+    admin: { ...DEFAULT_ADMIN },
   };
 }

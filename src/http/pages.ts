@@ -36,7 +36,7 @@ export function createPages(branding: BrandingConfig): Pages {
   const logo = new Html(branding.logo_url ? `<img class="logo" src="${escapeHtml(branding.logo_url)}" alt="">` : '');
   return {
     render(view, title, values = {}) {
-      const content = fill(template(view), values);
+      const content = fill(template(view), { site: branding.title, ...values });
       return fill(template('layout'), {
         title: title === branding.title ? title : `${title} · ${branding.title}`,
         site: branding.title,

@@ -35,7 +35,7 @@ export interface ProviderDeps {
   store: Pick<Store, 'adapterFor'>;
   log: Logger;
   pages: Pages;
-  /** The configured clients, by client_id. */
+  /** The configured clients, and guestlist's own (the home page's), by client_id. */
   clients: ReadonlyMap<string, ClientConfig>;
   /** The sign-in decision (sign-in/sign-in.ts): the one-hop hand-over and each source's session rule. */
   signIn: Pick<SignIn, 'withinAuthorization' | 'stillHolds' | 'holdsFor' | 'accountOf'>;
@@ -57,7 +57,7 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
       long: { httpOnly: true, sameSite: 'lax' },
       short: { httpOnly: true, sameSite: 'lax' },
     },
-    clients: config.clients.map((c) => ({
+    clients: [...clients.values()].map((c) => ({
       client_id: c.client_id,
       client_secret: c.client_secret,
       client_name: c.name,
