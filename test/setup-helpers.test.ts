@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { runCli } from '../src/cli.ts';
 import { loadConfigFile } from '../src/config/load.ts';
-import { ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE } from '../src/keys/keys.ts';
+import { keysHealth, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE } from '../src/keys/keys.ts';
 import { freePort, HEADSCALE, login, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
 
 async function cli(args: string[], env: Record<string, string> = {}) {
@@ -99,6 +99,28 @@ describe('guestlist keys rotate', () => {
     } finally {
       await env2.close();
     }
+  });
+});
+
+describe('what the console says of the signing keys', () => {
+  test('which signs and which is only published, their ages, and when a published one goes', async () => {
+    const dir = await tempDir();
+    const made = await loadOrCreateKeys(dir);
+    assert.deepEqual(made.keyInfo.map((k) => ({ ...k, createdAt: typeof k.createdAt })), [{ kid: made.signingKeys[0]!.kid, signing: true, createdAt: 'number' }]);
+    const rotatedAt = Date.now();
+    const { kid } = await rotateSigningKey(dir, rotatedAt);
+    const { keyInfo } = await loadOrCreateKeys(dir);
+    assert.deepEqual(keyInfo.map((k) => [k.kid, k.signing, k.retiredAt]), [[kid, true, undefined], [made.signingKeys[0]!.kid, false, rotatedAt]]);
+    const lines = keysHealth(keyInfo, rotatedAt + 3 * 3600_000);
+    assert.match(lines[0]!.detail, /^signs every token; made 3 hours ago$/);
+    const until = new Date(rotatedAt + ROTATION_GRACE_MS).toISOString().replace('T', ' ').slice(0, 16);
+    assert.equal(lines[1]!.detail, `only published, so tokens it signed still verify; stopped signing 3 hours ago, dropped at the first start after ${until} UTC; made 3 hours ago`);
+    // A file from before guestlist wrote down when keys were made: no age, and it still loads.
+    const file = join(dir, SIGNING_KEYS_FILE);
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { created?: unknown };
+    delete saved.created;
+    await writeFile(file, JSON.stringify(saved));
+    assert.match(keysHealth((await loadOrCreateKeys(dir)).keyInfo)[0]!.detail, /made before guestlist recorded when/);
   });
 });
 

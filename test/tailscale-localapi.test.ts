@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { whois, whoisAddress } from '../src/sources/tailscale/localapi.ts';
+import { status, TailscaledUnavailable, whois, whoisAddress } from '../src/sources/tailscale/localapi.ts';
 import { ALICE, FakeTailscaled } from './fakes/tailscaled.ts';
 import { Browser, login, startTestEnv, tempDir, type TestEnv } from './helpers.ts';
 
@@ -28,6 +28,14 @@ describe('the tailscaled LocalAPI client', () => {
     }
     // Sent with the Host tailscaled insists on, or it would have answered 403.
     assert.ok(tailscaled.requests.every((r) => r.host === 'local-tailscaled.sock'));
+  });
+
+  test('status, for the console: the backend state and the tailnet, asked without the peer list', async () => {
+    assert.deepEqual(await status(tailscaled.socketPath), { backendState: 'Running', tailnet: 'example.com', version: '1.90.6-t0123456789' });
+    const asked = tailscaled.requests.at(-1)!;
+    assert.equal(asked.url, '/localapi/v0/status?peers=false');
+    assert.equal(asked.host, 'local-tailscaled.sock');
+    await assert.rejects(status(join(await tempDir(), 'nothing.sock')), (err) => err instanceof TailscaledUnavailable && /no socket there/.test(err.message));
   });
 
   test('an unknown peer is "not found", not an error', async () => {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { age, type HealthItem } from '../health.ts';
 
 // Signing keys and cookie secrets live in data_dir so that tokens and sessions survive restarts:
 // relying parties cache our JWKS, and a key that changed on every boot would break them.
@@ -11,6 +12,18 @@ export interface KeyMaterial {
   signingKeys: JWK[];
   /** Cookie signing secrets, newest first (keygrip signs with the first and verifies with all). */
   cookieSecrets: string[];
+  /** What the console says of each signing key, in the order of signingKeys. */
+  keyInfo: KeyInfo[];
+}
+
+export interface KeyInfo {
+  kid: string;
+  /** The first key signs; the others are only published, until they are dropped. */
+  signing: boolean;
+  /** When the key was made (ms); unknown for a key made before guestlist wrote it down. */
+  createdAt?: number;
+  /** When a published key stopped signing (ms); it is dropped ROTATION_GRACE_MS later. */
+  retiredAt?: number;
 }
 
 export const SIGNING_KEYS_FILE = 'signing-keys.json';
@@ -36,6 +49,8 @@ interface SigningKeysFile {
   keys: JWK[];
   /** kid -> when the key stopped signing (ISO time); absent for the key that signs. */
   retired?: Record<string, string>;
+  /** kid -> when the key was made (ISO time), for the console; absent in files from before. */
+  created?: Record<string, string>;
 }
 
 export interface KeyOptions {
@@ -63,7 +78,7 @@ export async function loadOrCreateKeys(dataDir: string, options: KeyOptions = {}
       }
     };
     const file = parseSigningKeys(fromEnv('GUESTLIST_SIGNING_KEYS'), 'GUESTLIST_SIGNING_KEYS');
-    return { signingKeys: liveKeys(file, Date.now()), cookieSecrets: parseCookieSecrets(fromEnv('GUESTLIST_COOKIE_SECRETS'), 'GUESTLIST_COOKIE_SECRETS') };
+    return { ...live(file, Date.now()), cookieSecrets: parseCookieSecrets(fromEnv('GUESTLIST_COOKIE_SECRETS'), 'GUESTLIST_COOKIE_SECRETS') };
   }
   try {
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -75,7 +90,8 @@ export async function loadOrCreateKeys(dataDir: string, options: KeyOptions = {}
   let file = await readJson(dataDir, SIGNING_KEYS_FILE, parseSigningKeys);
   if (!file && shared) throw new KeyFileError(sharedKeysMissing(keysPath));
   if (!file) {
-    file = { keys: [await generateSigningKey()] };
+    const fresh = await generateSigningKey();
+    file = { keys: [fresh], created: { [fresh.kid!]: new Date().toISOString() } };
     await save(dataDir, SIGNING_KEYS_FILE, `${JSON.stringify(file, null, 2)}\n`);
     onCreate(keysPath);
   }
@@ -88,7 +104,7 @@ export async function loadOrCreateKeys(dataDir: string, options: KeyOptions = {}
     await save(dataDir, COOKIE_SECRETS_FILE, `${JSON.stringify({ secrets: cookieSecrets }, null, 2)}\n`);
     onCreate(secretsPath);
   }
-  return { signingKeys: liveKeys(file, Date.now()), cookieSecrets };
+  return { ...live(file, Date.now()), cookieSecrets };
 }
 
 /**
@@ -104,18 +120,30 @@ export async function rotateSigningKey(dataDir: string, now = Date.now()): Promi
   for (const key of file.keys) if (!retired[key.kid!]) retired[key.kid!] = new Date(now).toISOString();
   const fresh = await generateSigningKey();
   const kept = file.keys.filter((k) => now - Date.parse(retired[k.kid!]!) < ROTATION_GRACE_MS);
+  const created = file.created ?? {};
   const next: SigningKeysFile = {
     keys: [fresh, ...kept],
     retired: Object.fromEntries(kept.map((k) => [k.kid!, retired[k.kid!]!])),
+    created: Object.fromEntries([[fresh.kid!, new Date(now).toISOString()], ...kept.filter((k) => created[k.kid!]).map((k) => [k.kid!, created[k.kid!]!])]),
   };
   await save(dataDir, SIGNING_KEYS_FILE, `${JSON.stringify(next, null, 2)}\n`);
   return { kid: fresh.kid!, published: next.keys.map((k) => k.kid!) };
 }
 
-/** The signing key first, then replaced keys still within their grace period. */
-function liveKeys(file: SigningKeysFile, now: number): JWK[] {
+/** The signing key first, then replaced keys still within their grace period, with what is known of each. */
+function live(file: SigningKeysFile, now: number): Pick<KeyMaterial, 'signingKeys' | 'keyInfo'> {
   const retired = file.retired ?? {};
-  return file.keys.filter((k) => !retired[k.kid!] || now - Date.parse(retired[k.kid!]!) < ROTATION_GRACE_MS);
+  const created = file.created ?? {};
+  const signingKeys = file.keys.filter((k) => !retired[k.kid!] || now - Date.parse(retired[k.kid!]!) < ROTATION_GRACE_MS);
+  const keyInfo = signingKeys.map((k, i): KeyInfo => {
+    const made = created[k.kid!] ? Date.parse(created[k.kid!]!) : NaN;
+    return {
+      kid: k.kid!, signing: i === 0,
+      ...(Number.isFinite(made) ? { createdAt: made } : {}),
+      ...(retired[k.kid!] ? { retiredAt: Date.parse(retired[k.kid!]!) } : {}),
+    };
+  });
+  return { signingKeys, keyInfo };
 }
 
 export async function generateSigningKey(): Promise<JWK> {
@@ -199,7 +227,9 @@ function parseSigningKeys(value: unknown, path: string): SigningKeysFile {
     throw new KeyFileError(`${path}: "retired" must map kids to ISO times`);
   }
   if (retired[(keys[0] as JWK).kid!]) throw new KeyFileError(`${path}: the first key signs and cannot be retired`);
-  return { keys: keys as JWK[], retired };
+  // Only for the console: a bad value is as good as none, never a reason not to start.
+  const created = typeof file?.created === 'object' && file.created !== null ? file.created : {};
+  return { keys: keys as JWK[], retired, created };
 }
 
 function parseCookieSecrets(value: unknown, path: string): string[] {
@@ -208,4 +238,17 @@ function parseCookieSecrets(value: unknown, path: string): string[] {
     throw new KeyFileError(`${path}: expected {"secrets": ["<at least 32 characters>", ...]}`);
   }
   return secrets as string[];
+}
+
+/** The console's lines for the signing keys: which signs, which are only published, and their ages. */
+export function keysHealth(info: KeyInfo[], now = Date.now()): HealthItem[] {
+  return info.map((key) => {
+    const made = key.createdAt !== undefined ? `made ${age(now - key.createdAt)} ago` : 'made before guestlist recorded when';
+    if (key.signing) return { name: `Signing key ${key.kid}`, ok: true, detail: `signs every token; ${made}` };
+    const until = new Date((key.retiredAt ?? now) + ROTATION_GRACE_MS).toISOString().replace('T', ' ').slice(0, 16);
+    return {
+      name: `Signing key ${key.kid}`, ok: true,
+      detail: `only published, so tokens it signed still verify; stopped signing ${age(now - (key.retiredAt ?? now))} ago, dropped at the first start after ${until} UTC; ${made}`,
+    };
+  });
 }

@@ -1,3 +1,4 @@
+import type { HealthItem } from '../health.ts';
 import type { PageValues } from '../html.ts';
 import type { Connection, Network, Peer } from '../network.ts';
 
@@ -51,6 +52,11 @@ export class Refusal extends Error {
    * Absent: say nothing then (a stranger to the tailnet is the ordinary case, not news).
    */
   readonly instead: string | undefined;
+  /**
+   * Who was refused, when the source could tell (a Plex account its server is not shared with):
+   * for the operator console's "why was this person refused?", never for the page.
+   */
+  person: { sub: string; name: string } | undefined;
   constructor(reason: RefusalReason, title: string, message: string, detail?: string, instead?: string) {
     super(message);
     this.name = 'Refusal';
@@ -58,8 +64,15 @@ export class Refusal extends Error {
     this.title = title;
     this.detail = detail;
     this.instead = instead;
+    this.person = undefined;
     this.status = reason === 'source-unavailable' || reason === 'too-many' ? 503 : reason === 'expired' ? 400 : 403;
   }
+}
+
+/** The refusal, saying who it refused (Refusal.person). */
+export function refusing<R extends Refusal>(refusal: R, sub: string, name: string): R {
+  refusal.person = { sub, name };
+  return refusal;
 }
 
 /** What a step only logs: why it did not go on, for whoever reads the log; the person sees the step's own answer. */
@@ -114,6 +127,8 @@ export interface AmbientSource {
    * when the source cannot tell. Only what the source verified, never a header anyone can send.
    */
   network?(peer: Peer): Promise<string | undefined>;
+  /** For the operator console: whether its upstream answers now, and what it says of itself. */
+  health?(): Promise<HealthItem[]>;
 }
 
 /** One request of an interactive source's sign-in, as the interaction router hands it over. */
@@ -170,4 +185,6 @@ export interface InteractiveSource {
   page(step: SignInStep): { view: string; values: PageValues };
   /** `/interaction/:uid/<name>/<action>` */
   readonly actions: Record<string, SourceAction>;
+  /** For the operator console: whether its upstream answers now, and what it says of itself. */
+  health?(): Promise<HealthItem[]>;
 }

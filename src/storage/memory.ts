@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import { bytes, type HealthItem } from '../health.ts';
 import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
 import { entryTtlMs, EVENTS_KEPT, GRANT_BOUND, HOUR_MS, HOURS_KEPT, RATE_SHARES_MAX } from './models.ts';
 import type { AccountRecord, AccountRecords, Activity, EndMark, Presence, Quota, RateCounter, SignInEvent, Store, StoreOptions, Vault } from './store.ts';
@@ -57,16 +58,38 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
       release: async (key) => held.release(key),
     };
   };
+  const accounts = createAccountRecords(options.accountTtlSeconds);
+  const activity = createActivity();
+  const bounds = options.bounds ?? MODEL_BOUNDS;
   return {
     adapterFor,
-    accounts: createAccountRecords(options.accountTtlSeconds),
+    accounts,
     bindings: createBindings(quota('bound', options.bindingsMax ?? BINDS_MAX), options.bindingsMax ?? BINDS_MAX),
     quota,
     vault: createVault(),
-    activity: createActivity(),
+    activity,
     counter: createRateCounter(options.rateSharesMax ?? RATE_SHARES_MAX),
     sizes,
     purgeStale,
+    async health() {
+      // Sizes as this process holds them: the model caches count their JSON's characters, the
+      // rest is measured the same way now (the page is opened rarely; a scan of 10,000 is cheap).
+      const models = Object.entries(sizes()).map(([model, { entries, bytes: held }]): HealthItem => {
+        const bound = bounds[model] ?? OTHER_MODEL;
+        return { name: `Memory: ${model}`, ok: true, detail: `${entries} entries, ${bytes(held)} (at most ${bound.max} entries, ${bytes(bound.maxBytes)})` };
+      });
+      const measured = (name: string, values: unknown[], max: number): HealthItem => ({
+        name: `Memory: ${name}`, ok: true,
+        detail: `${values.length} entries, ${bytes(values.reduce<number>((n, v) => n + JSON.stringify(v).length, 0))} (at most ${max} entries)`,
+      });
+      return [
+        { name: 'Store', ok: true, detail: 'in this process\'s memory: bounded, and gone when it stops (set storage: to share it between instances)' },
+        ...models,
+        measured('accounts', accounts.all(), ACCOUNTS_MAX),
+        measured('sign-in events', await activity.recent(), EVENTS_KEPT),
+        measured('people signed in', await activity.people(), ACCOUNTS_MAX),
+      ];
+    },
     close: async () => clearInterval(purge),
   };
 }
@@ -164,7 +187,7 @@ function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: numbe
 }
 
 // Each account for as long as a session that carries it may last (sign-in/accounts.ts says why).
-function createAccountRecords(ttlSeconds: number): AccountRecords {
+function createAccountRecords(ttlSeconds: number): AccountRecords & { all(): AccountRecord[] } {
   const cache = growingLru<AccountRecord>(ACCOUNTS_MAX, { ttl: ttlSeconds * 1000, updateAgeOnGet: false });
   // Only people who were signed in are ended (by a re-check, or by whoever runs guestlist), so
   // there are never more marks than accounts.
@@ -174,6 +197,7 @@ function createAccountRecords(ttlSeconds: number): AccountRecords {
     find: async (accountId) => cache.get(accountId),
     end: async (accountId, mark) => void ends.set(accountId, mark),
     ended: async (accountId) => ends.get(accountId),
+    all: () => [...cache.values()],
   };
 }
 

@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
 import { createClient } from '@redis/client';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
+import type { HealthItem } from '../health.ts';
 import type { Logger } from '../log.ts';
 import { BINDS_MAX, FINISH_CLAIM_MS, retentionMs, type Binding, type BindingStore } from './bindings.ts';
 import { entryTtlMs, EVENTS_KEPT, GRANT_BOUND, HOUR_MS, HOURS_KEPT, RATE_SHARES_MAX } from './models.ts';
@@ -354,5 +355,17 @@ export async function openRedisStore(url: string, options: StoreOptions, log: Lo
     forget: (sub) => guard(async () => void (await client.multi().del(key('activity:person', sub)).zRem(people, sub).exec())),
   };
 
-  return { adapterFor, accounts, bindings, quota, vault, activity, counter, close: async () => void (await client.close()) };
+  async function health(): Promise<HealthItem[]> {
+    const where = redact(url);
+    const started = performance.now();
+    try {
+      await guard(() => client.ping());
+    } catch (err) {
+      return [{ name: 'Store', ok: false, detail: `Redis at ${where} is not answering: ${(err as Error).message}` }];
+    }
+    const ms = performance.now() - started;
+    return [{ name: 'Store', ok: true, detail: `Redis at ${where}, shared by every instance: answered PING in ${ms.toFixed(1)} ms` }];
+  }
+
+  return { adapterFor, accounts, bindings, quota, vault, activity, counter, health, close: async () => void (await client.close()) };
 }

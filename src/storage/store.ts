@@ -1,4 +1,5 @@
 import type { Adapter } from 'oidc-provider';
+import type { HealthItem } from '../health.ts';
 import type { Logger } from '../log.ts';
 import type { Share } from '../network.ts';
 import type { BindingStore } from './bindings.ts';
@@ -21,6 +22,8 @@ export interface Store {
   vault: Vault;
   activity: Activity;
   counter: RateCounter;
+  /** For the console: memory, what each cache holds; Redis, whether it answers and how fast. */
+  health(): Promise<HealthItem[]>;
   /** Releases what the store holds (a connection, a timer). */
   close(): Promise<void>;
 }

@@ -19,6 +19,8 @@ import type { AddressInfo } from 'node:net';
 // - paths match case-insensitively, with or without one trailing slash (ASP.NET Core routing);
 //   a known path with the wrong method is 405 with `Allow`; an unknown path is 404 with no body;
 // - GET /QuickConnect/Enabled -> 200 true|false;
+// - GET /System/Info/Public (anonymous) -> 200 PublicSystemInfo {LocalAddress, ServerName, Version,
+//   ProductName "Jellyfin Server", OperatingSystem, Id, StartupWizardCompleted};
 // - POST /QuickConnect/Initiate (10.9+; GET too in 10.8-10.11, GET only in 10.8): a missing or
 //   empty DeviceId/Device/Client/Version -> 400 (checked first), disabled -> 401
 //   "Quick connect is disabled", else 200 QuickConnectResult {Authenticated, Secret (64
@@ -123,6 +125,7 @@ class QuickConnectError extends Error {
 
 const ROUTES: Record<string, string> = {
   '/quickconnect/enabled': 'enabled',
+  '/system/info/public': 'info',
   '/quickconnect/initiate': 'initiate',
   '/quickconnect/connect': 'connect',
   '/quickconnect/authorize': 'authorize',
@@ -316,13 +319,17 @@ export class FakeJellyfin {
     if (!route) return empty(res, 404);
     const allowed = route === 'initiate'
       ? [...(this.version !== '12' ? ['GET'] : []), ...(this.version !== '10.8' ? ['POST'] : [])]
-      : [route === 'enabled' || route === 'connect' ? 'GET' : 'POST'];
+      : [route === 'enabled' || route === 'connect' || route === 'info' ? 'GET' : 'POST'];
     if (!allowed.includes(req.method ?? '')) return empty(res, 405, { Allow: allowed.join(', ') });
 
     const info = this.authorizationInfo(auth, url);
     const accept = headers.get('accept');
 
     if (route === 'enabled') return json(res, 200, this.quickConnectEnabled);
+    if (route === 'info') {
+      const version = { '10.8': '10.8.13', '10.9': '10.9.11', '10.10': '10.10.7', '10.11': '10.11.8', '12': '12.0.0' }[this.version];
+      return json(res, 200, { LocalAddress: this.url, ServerName: 'Family Media', Version: version, ProductName: 'Jellyfin Server', OperatingSystem: '', Id: 'f2f8f2a4e1c14a0bb1d9c1c0de0b2f11', StartupWizardCompleted: true });
+    }
 
     if (route === 'initiate') {
       // TryConnect: ArgumentException.ThrowIfNullOrEmpty for each, before AssertActive.

@@ -13,7 +13,8 @@ import { rm } from 'node:fs/promises';
 // - a node address matches whatever the port; otherwise, for a non-zero port, the netstack
 //   proxy mapper maps an exact 127.0.0.1:<ephemeral> (userspace networking) to the tailnet peer;
 // - no match: 404 text/plain "no match for IP:port"; unknown paths: 404 "404 page not found";
-// - success: 200 application/json, tab-indented, with integer ids that may exceed 2^53.
+// - success: 200 application/json, tab-indented, with integer ids that may exceed 2^53;
+// - GET /localapi/v0/status: ipnstate.Status (BackendState, CurrentTailnet.Name, Self, ...).
 //
 // It also plays tailscaled's two ways of handing a tailnet connection to a local port:
 // - userspace networking (netstack's forwarder, wgengine/netstack): dial the local port from
@@ -211,7 +212,7 @@ export class FakeTailscaled {
       return text(res, 403, 'invalid localapi request');
     }
     const url = new URL(req.url ?? '/', 'http://local-tailscaled.sock');
-    if (url.pathname !== '/localapi/v0/whois') return text(res, 404, '404 page not found');
+    if (url.pathname !== '/localapi/v0/whois' && url.pathname !== '/localapi/v0/status') return text(res, 404, '404 page not found');
     if (this.fault === 'hang') {
       this.hung.add(res);
       return;
@@ -221,6 +222,13 @@ export class FakeTailscaled {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end('<html>not json');
       return;
+    }
+    if (url.pathname === '/localapi/v0/status') {
+      // ipnstate.Status, as `tailscale status --json` prints it (the parts a reader uses).
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      return void res.end(JSON.stringify({ Version: '1.90.6-t0123456789', BackendState: 'Running',
+        CurrentTailnet: { Name: 'example.com', MagicDNSSuffix: 'tail1a2b3c.ts.net', MagicDNSEnabled: true },
+        Self: { HostName: 'guestlist', DNSName: 'guestlist.tail1a2b3c.ts.net.', Online: true } }, null, '\t'));
     }
     const addr = url.searchParams.get('addr') ?? '';
     if (addr === '') return text(res, 400, "missing 'addr' parameter");

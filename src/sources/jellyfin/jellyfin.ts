@@ -1,5 +1,6 @@
 import { isObject } from '../../config/fields.ts';
-import { Refusal, type Identity } from '../source.ts';
+import type { HealthItem } from '../../health.ts';
+import { Refusal, refusing, type Identity } from '../source.ts';
 import { normalUserId, type JellyfinConfig } from './config.ts';
 
 // The operator's Jellyfin server, as guestlist's server talks to it (the browser never does):
@@ -47,6 +48,8 @@ export interface JellyfinClient {
   exchange(secret: string, deviceId: string): Promise<{ user: JellyfinUser; accessToken: string } | 'pending'>;
   /** Revokes an access token; true when Jellyfin confirmed it. */
   revoke(accessToken: string, deviceId: string): Promise<boolean>;
+  /** For the console: the server answering, its name and version, and Quick Connect on. */
+  health(): Promise<HealthItem[]>;
 }
 
 /** Jellyfin did not answer usefully: fail closed, and say so differently from "not allowed". */
@@ -167,6 +170,25 @@ export function jellyfinClient(config: JellyfinConfig, version: string, deviceNa
       const r = await call('POST', '/Sessions/Logout', deviceId, { token: accessToken });
       return r.status === 204 || r.status === 200;
     },
+
+    async health() {
+      const name = 'Jellyfin';
+      // Both anonymous: no token is made or used to look.
+      let info, enabled;
+      try {
+        [info, enabled] = await Promise.all([call('GET', '/System/Info/Public', 'guestlist-health'), call('GET', '/QuickConnect/Enabled', 'guestlist-health')]);
+      } catch (err) {
+        return [{ name, ok: false, detail: (err instanceof Refusal && err.detail) || (err as Error).message }];
+      }
+      if (info.status !== 200 || !isObject(info.body)) return [{ name, ok: false, detail: `${info.what}: HTTP ${info.status}, not Jellyfin's answer` }];
+      const server = typeof info.body.ServerName === 'string' ? `"${info.body.ServerName.slice(0, 200)}"` : 'a server with no name';
+      const version = typeof info.body.Version === 'string' ? `, Jellyfin ${info.body.Version.slice(0, 40)}` : '';
+      const on = enabled.status === 200 && enabled.body === true;
+      return [{
+        name, ok: on,
+        detail: `${config.url}: ${server}${version}; ${on ? 'Quick Connect is on' : 'Quick Connect is off, so nobody can sign in with Jellyfin until it is turned on (Dashboard, General)'}`,
+      }];
+    },
   };
 }
 
@@ -174,14 +196,14 @@ export function jellyfinClient(config: JellyfinConfig, version: string, deviceNa
 export function identityOf(user: JellyfinUser, config: JellyfinConfig): Identity {
   const where = config.server_name ?? 'this Jellyfin server';
   if (user.isDisabled) {
-    throw new Refusal('not-allowed', 'You are not on the guest list',
+    throw refusing(new Refusal('not-allowed', 'You are not on the guest list',
       `The Jellyfin account ${user.name} is disabled on ${where}, so it cannot sign in here. Ask whoever runs it.`,
-      `jellyfin:${user.id} is disabled (Policy.IsDisabled)`);
+      `jellyfin:${user.id} is disabled (Policy.IsDisabled)`), `jellyfin:${user.id}`, user.name);
   }
   if (config.allowed_users && !config.allowed_users.includes(user.id)) {
-    throw new Refusal('not-allowed', 'You are not on the guest list',
+    throw refusing(new Refusal('not-allowed', 'You are not on the guest list',
       `You signed in to Jellyfin as ${user.name}, but that account is not one of those allowed to sign in here. Ask whoever runs it to add you.`,
-      `jellyfin:${user.id} is not in jellyfin.allowed_users`);
+      `jellyfin:${user.id} is not in jellyfin.allowed_users`), `jellyfin:${user.id}`, user.name);
   }
   return {
     source: 'jellyfin',

@@ -82,6 +82,7 @@ export function jellyfinSignIn(jellyfin: JellyfinClient, requests: SignInBinding
     name: 'jellyfin',
     label: 'Jellyfin',
     session: { holdsFor: DAY_SECONDS },
+    health: () => jellyfin.health(),
     // The page talks only to guestlist; guestlist talks to Jellyfin.
     connectTo: [],
 

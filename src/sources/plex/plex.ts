@@ -1,6 +1,7 @@
 import { isObject } from '../../config/fields.ts';
 import type { PlexConfig } from './config.ts';
-import { Refusal, type Identity } from '../source.ts';
+import type { HealthItem } from '../../health.ts';
+import { Refusal, refusing, type Identity } from '../source.ts';
 
 // Sign-in with a Plex account, admitted only when one of the configured Plex servers is shared
 // with it (or owned by it). The browser creates the PIN, because Plex shows a "Security Alert"
@@ -22,6 +23,8 @@ export interface PlexSource {
   readPin(pinId: number): Promise<PinState>;
   /** The account behind an approved PIN's token, if a configured server is shared with it. */
   identify(token: string): Promise<Identity>;
+  /** For the console: plex.tv answering, and the configured servers' names as last seen. */
+  health(): Promise<HealthItem[]>;
 }
 
 /** `/api/v2/user` as plex.tv sends it: nothing in it is trusted to have the type it should. */
@@ -149,6 +152,10 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
     return { status: res.status, body };
   }
 
+  // plex.tv tells a server's name only to accounts it is shared with, so guestlist learns each
+  // configured server's name at the sign-ins it sees (on this instance), for the console.
+  const serverNames = new Map<string, string>();
+
   return {
     clientIdentifier,
     config,
@@ -187,10 +194,11 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
       const login = username ?? `plex-${account.id}`;
       const name = nonEmptyString(account.friendlyName) ?? nonEmptyString(account.title);
       if (servers.length === 0) {
-        throw new Refusal('not-allowed', 'You are not on the guest list',
+        throw refusing(new Refusal('not-allowed', 'You are not on the guest list',
           `You signed in to Plex as ${login}, but the Plex server this site is for is not shared with that account. Ask its owner to share it with you, then try again.`,
-          `plex:${account.id} has none of plex.server_ids among its resources`);
+          `plex:${account.id} has none of plex.server_ids among its resources`), `plex:${account.id}`, name ?? login);
       }
+      for (const s of servers) if (nonEmptyString(s.name)) serverNames.set(s.clientIdentifier!, s.name!.slice(0, 200));
       const groups = ['plex', ...servers.map((s) => `plex:${s.clientIdentifier}`), ...servers.map((s) => tierOf(s, account))];
       // Only an address the account confirmed, on an account that signs in to plex.tv by itself:
       // a managed user or a guest may carry the Home owner's address. Without it there is no
@@ -208,6 +216,28 @@ export function plexSource(config: PlexConfig, clientIdentifier: string, version
         aliases: groupAlias(username),
         groups: [...new Set(groups)],
       };
+    },
+
+    async health() {
+      // Asked without a token, plex.tv answers 401: that it answers at all is what counts here.
+      let reached: string;
+      let ok: boolean;
+      try {
+        const { status } = await call('/api/v2/user');
+        ok = status === 401 || status === 200;
+        reached = ok ? `${config.api_url} answers` : `${config.api_url} answered HTTP ${status}, so sign-ins with Plex fail for now`;
+      } catch (err) {
+        ok = false;
+        reached = (err as Refusal).detail ?? (err as Error).message;
+      }
+      return [
+        { name: 'Plex', ok, detail: reached },
+        ...config.server_ids.map((id) => ({
+          name: `Plex server ${id}`, ok: true,
+          detail: serverNames.has(id) ? `"${serverNames.get(id)}", as plex.tv listed it at a recent sign-in`
+            : 'its name shows here once someone it is shared with signs in (plex.tv tells it only to them)',
+        })),
+      ];
     },
   };
 }

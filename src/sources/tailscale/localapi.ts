@@ -1,10 +1,11 @@
 import { Agent, request } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
 
-// A client for the one tailscaled LocalAPI call guestlist needs: whois. It speaks exactly what
-// tailscaled expects (tailscale/tailscale ipn/localapi/localapi.go, serveWhoIs): HTTP/1.1 over the unix
-// socket, `Host: local-tailscaled.sock` (Node would send "localhost", which tailscaled refuses),
-// no Origin or Referer, and the address as `ip:port` with IPv6 in brackets.
+// A client for the two tailscaled LocalAPI calls guestlist makes: whois, and status for the
+// console. It speaks exactly what tailscaled expects (tailscale/tailscale ipn/localapi/localapi.go,
+// serveWhoIs): HTTP/1.1 over the unix socket, `Host: local-tailscaled.sock` (Node would send
+// "localhost", which tailscaled refuses), no Origin or Referer, and the address as `ip:port` with
+// IPv6 in brackets.
 
 export interface WhoisResponse {
   Node: {
@@ -52,46 +53,66 @@ const ID_KEYS = new Set(['ID', 'User', 'Sharer']);
  * Ask tailscaled who is behind `addr`. Resolves to undefined when tailscaled knows no such peer
  * (its 404 "no match for IP:port"), and throws TailscaledUnavailable for anything else that fails.
  */
-export function whois(socketPath: string, addr: string, timeoutMs = 3000, retried = false): Promise<WhoisResponse | undefined> {
+export async function whois(socketPath: string, addr: string, timeoutMs = 3000): Promise<WhoisResponse | undefined> {
+  const { status, body } = await localGet(socketPath, `/localapi/v0/whois?addr=${encodeURIComponent(addr)}`, 'whois', timeoutMs);
+  if (status === 404 && /no match/i.test(body)) return undefined;
+  if (status !== 200) throw new TailscaledUnavailable(`tailscaled answered whois with HTTP ${status}: ${body.trim().slice(0, 200)}`);
+  return parseWhois(body);
+}
+
+/** What `tailscale status` says of this node, as much as the console shows. */
+export interface NodeStatus {
+  /** "Running" when it is up and logged in; "NeedsLogin", "Stopped", "Starting" otherwise. */
+  backendState: string;
+  /** The tailnet's name (an email domain, a GitHub org, "example.com"). */
+  tailnet?: string;
+  version?: string;
+}
+
+/** tailscaled's own state (GET /localapi/v0/status), for the console's health. */
+export async function status(socketPath: string, timeoutMs = 3000): Promise<NodeStatus> {
+  // Without its peers (what `tailscale status --peers=false` asks): a big tailnet's list would be
+  // far over what is read, and the console needs none of it.
+  const { status: code, body } = await localGet(socketPath, '/localapi/v0/status?peers=false', 'status', timeoutMs);
+  if (code !== 200) throw new TailscaledUnavailable(`tailscaled answered status with HTTP ${code}: ${body.trim().slice(0, 200)}`);
+  let value: { BackendState?: unknown; CurrentTailnet?: { Name?: unknown } | null; Version?: unknown };
+  try {
+    value = JSON.parse(body);
+  } catch {
+    throw new TailscaledUnavailable('tailscaled answered status with something that is not JSON');
+  }
+  if (typeof value?.BackendState !== 'string') throw new TailscaledUnavailable('tailscaled answered status without a BackendState');
+  const tailnet = value.CurrentTailnet?.Name;
+  return {
+    backendState: value.BackendState,
+    ...(typeof tailnet === 'string' && tailnet ? { tailnet } : {}),
+    ...(typeof value.Version === 'string' ? { version: value.Version } : {}),
+  };
+}
+
+/** One GET to the LocalAPI: its status and body, or TailscaledUnavailable when it could not be asked. */
+function localGet(socketPath: string, path: string, what: string, timeoutMs: number, retried = false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      {
-        socketPath,
-        agent,
-        method: 'GET',
-        path: `/localapi/v0/whois?addr=${encodeURIComponent(addr)}`,
-        headers: { Host: 'local-tailscaled.sock' },
-        timeout: timeoutMs,
-      },
+      { socketPath, agent, method: 'GET', path, headers: { Host: 'local-tailscaled.sock' }, timeout: timeoutMs },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > MAX_RESPONSE_BYTES) {
-            req.destroy(new TailscaledUnavailable('tailscaled sent an oversized whois response'));
+            req.destroy(new TailscaledUnavailable(`tailscaled sent an oversized ${what} response`));
           } else chunks.push(chunk);
         });
         res.on('error', () => {}); // surfaced through req's error
-        res.on('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode === 404 && /no match/i.test(body)) return resolve(undefined);
-          if (res.statusCode !== 200) {
-            return reject(new TailscaledUnavailable(`tailscaled answered whois with HTTP ${res.statusCode}: ${body.trim().slice(0, 200)}`));
-          }
-          try {
-            resolve(parseWhois(body));
-          } catch (err) {
-            reject(err);
-          }
-        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
       },
     );
-    req.on('timeout', () => req.destroy(new TailscaledUnavailable(`tailscaled did not answer whois within ${timeoutMs} ms`)));
+    req.on('timeout', () => req.destroy(new TailscaledUnavailable(`tailscaled did not answer ${what} within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err instanceof TailscaledUnavailable) return reject(err);
       // A kept-alive connection that tailscaled closed meanwhile: try once on a fresh one.
-      if (req.reusedSocket && err.code === 'ECONNRESET' && !retried) return resolve(whois(socketPath, addr, timeoutMs, true));
+      if (req.reusedSocket && err.code === 'ECONNRESET' && !retried) return resolve(localGet(socketPath, path, what, timeoutMs, true));
       const why = err.code === 'ENOENT' ? 'no socket there (is tailscaled running?)'
         : err.code === 'ECONNREFUSED' ? 'connection refused (is tailscaled running?)'
         : err.code === 'EACCES' ? 'permission denied'

@@ -2,9 +2,9 @@ import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TailscaleConfig } from './config.ts';
 import { decodeRfc2047 } from './rfc2047.ts';
-import { TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from './localapi.ts';
+import { status, TailscaledUnavailable, whois, whoisAddress, type WhoisResponse } from './localapi.ts';
 import type { Connection, Peer } from '../../network.ts';
-import { Refusal, type AmbientSource, type Identity } from '../source.ts';
+import { Refusal, refusing, type AmbientSource, type Identity } from '../source.ts';
 
 // Zero-click sign-in for people on the tailnet: tailscaled already knows which user owns the
 // device at the other end of the TCP connection, so we ask it (whois) and never show a page.
@@ -85,6 +85,22 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
         `tailscaled does not know ${whoisAddress(peer.address, peer.port)}`);
     },
 
+    async health() {
+      const name = 'Tailscale';
+      let node;
+      try {
+        node = await status(config.socket, whoisTimeoutMs);
+      } catch (err) {
+        return [{ name, ok: false, detail: (err as Error).message }];
+      }
+      const running = node.backendState === 'Running';
+      return [{
+        name, ok: running,
+        detail: `tailscaled at ${config.socket}${node.version ? ` (${node.version.split('-')[0]})` : ''}: ${running ? 'running' : `${node.backendState}, so it knows no peer`}`
+          + `${node.tailnet ? `, tailnet ${node.tailnet}` : ''}${config.serve_headers ? '; tailscale serve\'s identity headers are trusted on loopback' : ''}`,
+      }];
+    },
+
     accepted(connection: Connection): void {
       const { remoteAddress: address, remotePort: port } = connection;
       if (address && port && isLoopback(address)) askFor(connection, address, port);
@@ -115,13 +131,13 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
 function identityFromWhois(who: WhoisResponse, allowTagged: boolean): Identity {
   const tags = who.Node.Tags ?? [];
   if (tags.length > 0) {
+    const host = who.Node.ComputedName || who.Node.Hostinfo?.Hostname || who.Node.Name.split('.')[0] || who.Node.StableID;
     // All tagged devices share one pseudo-user ("tagged-devices"): a tagged device is a
     // machine, not a person, so it may only sign in when the owner allows it, as itself.
     if (!allowTagged) {
-      throw new Refusal('tagged-device', 'This device is tagged',
-        'This device is a tagged Tailscale device, which belongs to the tailnet rather than to a person, so it cannot sign in here.');
+      throw refusing(new Refusal('tagged-device', 'This device is tagged',
+        'This device is a tagged Tailscale device, which belongs to the tailnet rather than to a person, so it cannot sign in here.'), `tailscale:node:${who.Node.StableID}`, host);
     }
-    const host = who.Node.ComputedName || who.Node.Hostinfo?.Hostname || who.Node.Name.split('.')[0] || who.Node.StableID;
     return { source: 'tailscale', id: `node:${who.Node.StableID}`, login: host, name: host, emailVerified: false, aliases: tags };
   }
   const user = who.UserProfile;
