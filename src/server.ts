@@ -10,8 +10,10 @@ import { clientNetwork, peerOf } from './http/client-network.ts';
 import { crossOrigin } from './http/cross-origin.ts';
 import { errorPages } from './http/error-pages.ts';
 import { healthz } from './http/healthz.ts';
+import { operatorConsole } from './console/admin.ts';
 import { homePage } from './console/home.ts';
 import { whoIsHere } from './console/who.ts';
+import { healthOf } from './health.ts';
 import { originFormOnly, pinToIssuer } from './http/issuer.ts';
 import { createPages, preloadViews } from './http/pages.ts';
 import { PLACE_BYTES, pendingSignIns } from './http/pending-sign-ins.ts';
@@ -19,11 +21,11 @@ import { canonicalRoutes } from './http/provider-routes.ts';
 import { rateLimits } from './http/rate-limits.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { staticFiles } from './http/static-files.ts';
-import { accountStore } from './sign-in/accounts.ts';
+import { accountIdFor, accountStore, type Account } from './sign-in/accounts.ts';
 import { interactionRoutes } from './oidc/interactions.ts';
 import { rememberApp } from './http/expired-sign-in.ts';
 import { signIns } from './sign-in/sign-in.ts';
-import { loadOrCreateKeys } from './keys/keys.ts';
+import { keysHealth, loadOrCreateKeys } from './keys/keys.ts';
 import { createLogger, type Logger } from './log.ts';
 import { checkClients, createProvider, signOutWithNobody, TTL } from './oidc/provider.ts';
 import { demoApp } from './demo/app.ts';
@@ -69,7 +71,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   const unsafe = sourceProblems(config);
   if (unsafe.length > 0) throw new ConfigError('config', unsafe);
   const log = options.log ?? createLogger();
-  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'home-signed-in', 'expired-app', 'sign-in']);
+  preloadViews(['error', 'message', 'refused', 'logout', 'home', 'home-signed-in', 'expired-app', 'sign-in', 'admin']);
   const pages = createPages(config.branding);
   const keys = await loadOrCreateKeys(config.data_dir, {
     onCreate: (file) => log('info', 'created a new secret file', { file }),
@@ -128,11 +130,26 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(staticFiles());
   provider.use(brandingStyles(config.branding));
   provider.use(interactionRoutes({ provider, issuer: config.issuer, interactive, signIn, clients, network, pages }));
-  // The built-in demo's app lives at `/`; otherwise `/` is the home page: who is signed in here, and their apps.
-  provider.use(config.demo ? demoApp(config, pages) : homePage({
-    config, apps: config.clients, homeClient, whoIsHere: whoIsHere(provider, signIn), pages,
-    isOperator: (account) => account.groups.some((g) => config.admin.allowed_groups.includes(g)),
+  const here = whoIsHere(provider, signIn);
+  const isOperator = (account: Account) => account.groups.some((g) => config.admin.allowed_groups.includes(g));
+  // With Tailscale on and admin.tailnet_only, the console opens only from a device tailscaled
+  // vouches for as the very person signed in (from the request's own connection, as a sign-in).
+  const tailscale = ambient.find((s) => s.name === 'tailscale');
+  const tailnetPerson = tailscale && config.admin.tailnet_only
+    ? async (req: Parameters<typeof peerOf>[0]) => tailscale.identify(peerOf(req)).then(accountIdFor, () => undefined)
+    : undefined;
+  provider.use(operatorConsole({
+    config, apps: config.clients, whoIsHere: here, signIn, activity: store.activity, isOperator, pages,
+    ...(tailnetPerson ? { tailnetPerson } : {}),
+    secret: keys.cookieSecrets[0]!,
+    health: healthOf([
+      ...[...ambient, ...interactive].flatMap((s) => (s.health ? [{ name: s.name, check: s.health.bind(s) }] : [])),
+      { name: 'Store', check: () => store.health() },
+      { name: 'Signing keys', check: async () => keysHealth(keys.keyInfo) },
+    ]),
   }));
+  // The built-in demo's app lives at `/`; otherwise `/` is the home page: who is signed in here, and their apps.
+  provider.use(config.demo ? demoApp(config, pages) : homePage({ config, apps: config.clients, homeClient, whoIsHere: here, pages, isOperator }));
 
   // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;

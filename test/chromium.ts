@@ -13,9 +13,11 @@ export function chromiumMissing(): string | false {
   return `no ${CHROMIUM} (apt-get install chromium to run the browser tests)`;
 }
 
-export function launchChromium(): Promise<Browser> {
+/** `proxy`: an HTTP proxy for every request, loopback too (Playwright adds `<-loopback>`). */
+export function launchChromium(options: { proxy?: string } = {}): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
+    ...(options.proxy ? { proxy: { server: options.proxy } } : {}),
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
   });
 }

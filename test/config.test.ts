@@ -94,6 +94,29 @@ clients:
     assert.ok(found.some((p) => /^clients\[1\]\.client_id: "a" is already used/.test(p)), found.join('\n'));
   });
 
+  test('the home page and console keys: clients[].url and icon_url, admin.allowed_groups and tailnet_only', () => {
+    const env = { HEADSCALE_SECRET: 'abcdefghijklmnop0123' };
+    const config = parseConfig(`${VALID.replace('    redirect_uris: [https://headscale.example.com/oidc/callback]', '    redirect_uris: [https://headscale.example.com/oidc/callback]\n    url: https://headscale.example.com/\n    icon_url: https://cdn.example.com/hs.png')}admin:\n  allowed_groups: [admins]\n`, env);
+    assert.equal(config.clients[0]!.url, 'https://headscale.example.com/');
+    assert.equal(config.clients[0]!.icon_url, 'https://cdn.example.com/hs.png');
+    assert.deepEqual(config.admin, { allowed_groups: ['admins'], tailnet_only: true });
+    // Without an admin section nobody may open the console.
+    assert.deepEqual(parseConfig(VALID, env).admin, { allowed_groups: [], tailnet_only: true });
+
+    const found = problems(`${VALID.replace('  - client_id: headscale', '  - client_id: guestlist').replace('    redirect_uris: [https://headscale.example.com/oidc/callback]', '    redirect_uris: [https://headscale.example.com/oidc/callback]\n    url: "javascript:alert(1)"\n    icon_url: http://cdn.example.com/hs.png')}admin:\n  allowed_groups: [nobody]\n  tailnet_only: "no"\n  allowed_users: [x]\n`, env);
+    const expected = [
+      /^clients\[0\]\.client_id: "guestlist" is guestlist's own/,
+      /^clients\[0\]\.url: "javascript:alert\(1\)" must be an https:\/\/ URL/,
+      /^clients\[0\]\.icon_url: "http:\/\/cdn.example.com\/hs.png" must be an https:\/\/ URL/,
+      /^admin\.allowed_groups: group "nobody" is not defined/,
+      /^admin\.tailnet_only: must be true or false/,
+      /^admin\.allowed_users: unknown key/,
+    ];
+    for (const re of expected) assert.ok(found.some((p) => re.test(p)), `no problem matching ${re} in:\n${found.join('\n')}`);
+    // A group a source vouches for needs no definition: the Plex owner may be the operator.
+    assert.deepEqual(parseConfig(`${VALID}plex: {server_id: 0123456789abcdef0123456789abcdef01234567}\nadmin: {allowed_groups: [plex-owner]}\n`, env).admin.allowed_groups, ['plex-owner']);
+  });
+
   test('a config with no identity source says how to add one', () => {
     const found = problems(VALID.replace(/tailscale:\n.*\n/, ''), { HEADSCALE_SECRET: 'abcdefghijklmnop0123' });
     assert.deepEqual(found, ['no identity source is configured: add a "tailscale:" section (an empty "tailscale: {}" uses the defaults), a "plex:" section or a "jellyfin:" section with its url']);

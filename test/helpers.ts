@@ -186,6 +186,25 @@ export interface BrowserResult {
 interface Cookie { name: string; value: string; path: string }
 
 /**
+ * An HTTP agent whose every connection tailscaled knows as one proxied from `device` (userspace
+ * networking); with `null` (or no tailscaled), a stranger's.
+ */
+export function deviceAgent(tailscaled: FakeTailscaled | undefined, device: FakeDevice | null): Agent {
+  const agent = new Agent({ keepAlive: false });
+  (agent as unknown as { createConnection: (o: object, cb: unknown) => Socket }).createConnection = (opts: object) => {
+    const socket = createConnection(opts as unknown as Parameters<typeof createConnection>[0]);
+    socket.once('connect', () => {
+      if (!device || !tailscaled) return;
+      const [address, port] = [socket.localAddress!, socket.localPort!];
+      tailscaled.mapProxiedConnection(address, port, device);
+      socket.once('close', () => tailscaled.unmapProxiedConnection(address, port));
+    });
+    return socket;
+  };
+  return agent;
+}
+
+/**
  * A minimal browser: keeps cookies (by path), follows redirects within guestlist, stops when
  * sent anywhere else. Each of its TCP connections is announced to the fake tailscaled as a
  * connection proxied from `device`, as userspace-networking tailscaled does; with `null`,
@@ -200,19 +219,7 @@ export class Browser {
   constructor(env: { server: RunningServer; issuer: string; tailscaled?: FakeTailscaled }, device: FakeDevice | null = ALICE, headers: Record<string, string> = {}) {
     this.env = env;
     this.headers = headers;
-    const tailscaled = env.tailscaled;
-    const agent = new Agent({ keepAlive: false });
-    (agent as unknown as { createConnection: (o: object, cb: unknown) => Socket }).createConnection = (opts: object) => {
-      const socket = createConnection(opts as unknown as Parameters<typeof createConnection>[0]);
-      socket.once('connect', () => {
-        if (!device || !tailscaled) return;
-        const [address, port] = [socket.localAddress!, socket.localPort!];
-        tailscaled.mapProxiedConnection(address, port, device);
-        socket.once('close', () => tailscaled.unmapProxiedConnection(address, port));
-      });
-      return socket;
-    };
-    this.agent = agent;
+    this.agent = deviceAgent(env.tailscaled, device);
   }
 
   /** Walk from `start` (a URL on guestlist) until guestlist answers with a page or sends us away. */
@@ -237,6 +244,12 @@ export class Browser {
 
   cookie(name: string): string | undefined {
     return this.cookies.find((c) => c.name === name)?.value;
+  }
+
+  /** Take every cookie `other` holds, as someone who stole them would (to try them from another device). */
+  stealCookiesOf(other: Browser): this {
+    this.cookies = other.cookies.map((c) => ({ ...c }));
+    return this;
   }
 
   /** POST as a page would (same-origin fetch or form), then follow any redirect like walk(). */

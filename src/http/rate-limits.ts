@@ -7,13 +7,16 @@ import { routeOf } from './provider-routes.ts';
 import type { RateCounter } from '../storage/store.ts';
 
 // Per-network limits on the endpoints worth abusing: new authorization requests (each may make a
-// pending sign-in), the sign-in and sign-out pages (each asks tailscaled or plex.tv something, or
-// touches a session) and the token endpoint (client secrets). Fixed one-minute windows, per
+// pending sign-in), the sign-in and sign-out pages and the operator console (each asks tailscaled
+// or plex.tv something, or touches a session) and the token endpoint (client secrets). Fixed one-minute windows, per
 // network and per wider prefix (network.ts), counted by the store (in memory, or in Redis when
 // instances share state). Routes are found by name (provider-routes.ts), so every spelling and
 // method the provider's router takes for one of them counts against it.
 
 const WINDOW_MS = 60_000;
+// The operator console (console/admin.ts) and every spelling near it: like the sign-in pages, each
+// request reads a session and may ask tailscaled who is there.
+const CONSOLE = /^\/admin(\/|$)/i;
 
 export function rateLimits(config: Pick<CoreConfig, 'rate_limits'>, pages: Pages, network: ClientNetwork, counter: RateCounter): Middleware {
   const { authorize, interaction, token } = config.rate_limits;
@@ -51,7 +54,7 @@ export function rateLimits(config: Pick<CoreConfig, 'rate_limits'>, pages: Pages
       }
     } else if (route === 'authorization') {
       if (await over(ctx, 'authorize', authorize)) return tooMany(ctx);
-    } else if (route === 'end_session' || route === 'end_session_confirm' || route === 'end_session_success' || ctx.path.startsWith('/interaction/')) {
+    } else if (route === 'end_session' || route === 'end_session_confirm' || route === 'end_session_success' || ctx.path.startsWith('/interaction/') || CONSOLE.test(ctx.path)) {
       if (await over(ctx, 'interaction', interaction)) return tooMany(ctx);
     }
     return next();

@@ -4,7 +4,7 @@ import { cookieSigner } from '../keys/cookie-signer.ts';
 import { claimsFor } from '../sign-in/accounts.ts';
 import type { SignIn } from '../sign-in/sign-in.ts';
 import { expiredPage } from '../http/expired-sign-in.ts';
-import type { ClientConfig, CoreConfig } from '../config/config.ts';
+import { HOME_CLIENT_ID, type ClientConfig, type CoreConfig } from '../config/config.ts';
 import type { KeyMaterial } from '../keys/keys.ts';
 import type { Logger } from '../log.ts';
 import { Html, type Pages } from '../html.ts';
@@ -177,8 +177,11 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
 
   async function logoutSource(ctx: KoaContextWithOIDC, form: string) {
     ctx.type = 'html';
+    const client = ctx.oidc.client;
     ctx.body = pages.render('logout', 'Sign out', {
-      client: ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId ?? 'this site',
+      asked: client?.clientId === HOME_CLIENT_ID
+        ? 'You will be signed out here, in this browser. The apps you opened keep their own sign-in until it ends.'
+        : `${client?.clientName ?? client?.clientId ?? 'An app'} asked to sign you out of guestlist.`,
       // oidc-provider's own form: a hidden xsrf input, posting to its end_session endpoint.
       form: new Html(form),
     });

@@ -32,9 +32,9 @@ export function accountStore(records: AccountRecords, groups: Record<string, str
     },
     async find(accountId) {
       const kept = await records.find(accountId) as (Account & { vouchedAt?: number }) | undefined;
-      if (!kept) return undefined;
-      const { vouchedAt: _vouchedAt, ...account } = kept;
-      return account;
+      // The groups by today's config, not the one it was kept under: someone taken out of a group
+      // (and guestlist restarted on a shared store that kept them) is out at their next request.
+      return kept && accountFor(kept.identity, groups);
     },
     vouchedAt: async (accountId) => ((await records.find(accountId)) as { vouchedAt?: number } | undefined)?.vouchedAt,
     end: (accountId, mark) => records.end(accountId, mark),

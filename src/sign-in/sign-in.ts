@@ -5,7 +5,7 @@ import type { ClientConfig } from '../config/config.ts';
 import type { Logger, LogLevel } from '../log.ts';
 import type { Activity } from '../storage/store.ts';
 import type { Peer } from '../network.ts';
-import { Refusal, type AmbientSource, type Identity, type LogOnly, type SessionRule } from '../sources/source.ts';
+import { Refusal, refusing, type AmbientSource, type Identity, type LogOnly, type SessionRule } from '../sources/source.ts';
 import { accountIdFor, mayUseClient, sourceOf, type Account, type AccountStore } from './accounts.ts';
 
 // The one place a sign-in is decided: between "a source answered" and "oidc-provider was told".
@@ -65,8 +65,8 @@ export function signIns(deps: SignInDeps) {
     const account = await accounts.remember(identity);
     if (!mayUseClient(account, client)) {
       const why = `You are signed in as ${identity.login}, but that account is not allowed into ${client.name}.`;
-      throw new Refusal('not-allowed', 'You are not on the guest list', `${why} Ask whoever runs it to add you.`,
-        `${account.accountId} is in none of ${client.client_id}'s allowed_groups or sources`, why);
+      throw refusing(new Refusal('not-allowed', 'You are not on the guest list', `${why} Ask whoever runs it to add you.`,
+        `${account.accountId} is in none of ${client.client_id}'s allowed_groups or sources`, why), account.accountId, identity.name ?? identity.login);
     }
     return account;
   }
@@ -116,8 +116,9 @@ export function signIns(deps: SignInDeps) {
 
   /** A refusal the person sees, or a step's log-only outcome; `next` says what the person is offered instead. */
   function logRefused(refusal: Refusal | LogOnly, source: string, clientId: string, next?: string): void {
+    const person = refusal instanceof Refusal ? refusal.person : undefined;
     loginLine(refusal.reason === 'source-unavailable' || refusal.reason === 'too-many' ? 'warn' : 'info', {
-      outcome: 'refused', reason: refusal.reason, source, client_id: clientId,
+      outcome: 'refused', reason: refusal.reason, source, client_id: clientId, ...(person ? { sub: person.sub, name: person.name } : {}),
       ...(refusal.detail ? { detail: refusal.detail } : {}), ...(next ? { next } : {}),
     }, refusal instanceof Refusal ? refusal.message : undefined);
   }
@@ -130,9 +131,17 @@ export function signIns(deps: SignInDeps) {
     await accounts.end(sub, { at: Date.now(), ...(refusal ? { note: { reason: refusal.reason, title: refusal.title, message: refusal.message } } : {}) });
     await activity.forget(sub).catch(() => {});
     if (refusal) {
-      loginLine('info', { outcome: 'revoked', reason: refusal.reason, source: sourceOf(sub), sub,
+      loginLine('info', { outcome: 'revoked', reason: refusal.reason, source: sourceOf(sub), sub, ...(refusal.person ? { name: refusal.person.name } : {}),
         ...(clientId ? { client_id: clientId } : {}), ...(refusal.detail ? { detail: refusal.detail } : {}) }, refusal.message);
     }
+  }
+
+  /** Whoever runs guestlist ended everything `sub` was given (the console's Sign out everywhere); `by` is the operator's sub. */
+  async function signOutEverywhere(sub: string, by: string): Promise<void> {
+    const identity = (await accounts.find(sub))?.identity;
+    await end(sub);
+    loginLine('info', { outcome: 'revoked', reason: 'signed-out-by-operator', source: sourceOf(sub), sub,
+      ...(identity ? { name: identity.name ?? identity.login } : {}), by });
   }
 
   /**
@@ -154,6 +163,7 @@ export function signIns(deps: SignInDeps) {
   return {
     admit,
     end,
+    signOutEverywhere,
     accountOf,
     ambient: ambientFor,
 

@@ -76,11 +76,11 @@ export function createMemoryStore(options: MemoryStoreOptions): MemoryStore {
       // rest is measured the same way now (the page is opened rarely; a scan of 10,000 is cheap).
       const models = Object.entries(sizes()).map(([model, { entries, bytes: held }]): HealthItem => {
         const bound = bounds[model] ?? OTHER_MODEL;
-        return { name: `Memory: ${model}`, ok: true, detail: `${entries} entries, ${bytes(held)} (at most ${bound.max} entries, ${bytes(bound.maxBytes)})` };
+        return { name: `Memory: ${model}`, ok: true, detail: `${count(entries)}, ${bytes(held)} (at most ${bound.max} entries, ${bytes(bound.maxBytes)})` };
       });
       const measured = (name: string, values: unknown[], max: number): HealthItem => ({
         name: `Memory: ${name}`, ok: true,
-        detail: `${values.length} entries, ${bytes(values.reduce<number>((n, v) => n + JSON.stringify(v).length, 0))} (at most ${max} entries)`,
+        detail: `${count(values.length)}, ${bytes(values.reduce<number>((n, v) => n + JSON.stringify(v).length, 0))} (at most ${max} entries)`,
       });
       return [
         { name: 'Store', ok: true, detail: 'in this process\'s memory: bounded, and gone when it stops (set storage: to share it between instances)' },
@@ -185,6 +185,8 @@ function createModelStore(bounds: Record<string, ModelBound>, toleranceMs: numbe
     },
   };
 }
+
+const count = (n: number) => `${n} ${n === 1 ? 'entry' : 'entries'}`;
 
 // Each account for as long as a session that carries it may last (sign-in/accounts.ts says why).
 function createAccountRecords(ttlSeconds: number): AccountRecords & { all(): AccountRecord[] } {

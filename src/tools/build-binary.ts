@@ -32,7 +32,8 @@ await bundleApp('cjs', join(work, 'guestlist.cjs'));
 
 const assets: Record<string, string> = { 'package.json': join(root, 'package.json') };
 for (const dir of ['views', 'static']) {
-  for (const name of readdirSync(join(root, dir))) assets[`${dir}/${name}`] = join(root, dir, name);
+  // Files only: static/screenshots/ is the README's, not the server's.
+  for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) if (entry.isFile()) assets[`${dir}/${entry.name}`] = join(root, dir, entry.name);
 }
 writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
   main: join(work, 'guestlist.cjs'),
