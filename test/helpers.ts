@@ -173,6 +173,21 @@ export async function startTestEnv(options: TestEnvOptions = {}): Promise<TestEn
   return env;
 }
 
+/**
+ * A test body that runs in its own environment (startTestEnv with `defaults`, then `options`),
+ * closed whatever happens: `test('...', withEnv({ plex: true }, async (env) => { ... }))`.
+ */
+export function testEnvs(defaults: TestEnvOptions) {
+  return (options: TestEnvOptions, run: (env: TestEnv) => Promise<void>) => async () => {
+    const env = await startTestEnv({ ...defaults, ...options });
+    try {
+      await run(env);
+    } finally {
+      await env.close();
+    }
+  };
+}
+
 export interface BrowserResult {
   /** Set when the walk left guestlist: the relying party's redirect_uri with code or error. */
   redirectedTo?: URL;

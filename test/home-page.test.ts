@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClientConfig } from '../src/config/config.ts';
 import { ALICE, BOB_GITHUB } from './fakes/tailscaled.ts';
-import { ADMINS_ONLY, Browser, CLOUDFLARE, HEADSCALE, startTestEnv, type TestEnv, type TestEnvOptions } from './helpers.ts';
+import { ADMINS_ONLY, Browser, CLOUDFLARE, HEADSCALE, testEnvs, type TestEnv } from './helpers.ts';
 import { FRIENDS, signInWithPlex } from './plex-flow.ts';
 
 // `/` for everyone: the sign-in when nobody is signed in in this browser; signed in, who they are,
@@ -12,16 +12,7 @@ const WITH_URL: ClientConfig = { ...HEADSCALE, url: 'https://headscale.example.t
 const PLEX_ONLY: ClientConfig = { ...FRIENDS, url: 'https://friends.example.test/' };
 const APPS = [WITH_URL, CLOUDFLARE, ADMINS_ONLY, PLEX_ONLY];
 
-function withEnv(options: TestEnvOptions, run: (env: TestEnv) => Promise<void>) {
-  return async () => {
-    const env = await startTestEnv({ clients: APPS, admin: { allowed_groups: ['admins'] }, ...options });
-    try {
-      await run(env);
-    } finally {
-      await env.close();
-    }
-  };
-}
+const withEnv = testEnvs({ clients: APPS, admin: { allowed_groups: ['admins'] } });
 
 /** Sign in on the home page from `browser`; where it ends. */
 async function signInAtHome(env: TestEnv, browser: Browser) {

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ALICE, BOB_GITHUB } from './fakes/tailscaled.ts';
-import { ADMINS_ONLY, Browser, CLOUDFLARE, HEADSCALE, login, startTestEnv, type BrowserResult, type TestEnv, type TestEnvOptions } from './helpers.ts';
+import { ADMINS_ONLY, Browser, CLOUDFLARE, HEADSCALE, login, startTestEnv, testEnvs, type BrowserResult, type TestEnv } from './helpers.ts';
 import { redisDuringTests, redisMissing, startOnRedis } from './redis-server.ts';
 import { FRIENDS, signInWithPlex } from './plex-flow.ts';
 
@@ -11,16 +11,7 @@ import { FRIENDS, signInWithPlex } from './plex-flow.ts';
 
 const APPS = [HEADSCALE, CLOUDFLARE, ADMINS_ONLY, FRIENDS];
 
-function withEnv(options: TestEnvOptions, run: (env: TestEnv) => Promise<void>) {
-  return async () => {
-    const env = await startTestEnv({ clients: APPS, admin: { allowed_groups: ['admins'] }, ...options });
-    try {
-      await run(env);
-    } finally {
-      await env.close();
-    }
-  };
-}
+const withEnv = testEnvs({ clients: APPS, admin: { allowed_groups: ['admins'] } });
 
 /** A browser signed in to guestlist's home page from `device` (zero-click on the tailnet). */
 async function signedInAtHome(env: TestEnv, device: typeof ALICE) {

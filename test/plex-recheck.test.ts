@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
 import type { PlexFault } from './fakes/plex.ts';
-import { Browser, redeem, startAuthorization, startTestEnv, type TestEnv, type TestEnvOptions } from './helpers.ts';
+import { Browser, redeem, startAuthorization, startTestEnv, testEnvs, type TestEnv, type TestEnvOptions } from './helpers.ts';
 import { redisDuringTests, redisMissing, startOnRedis } from './redis-server.ts';
 import { FRIENDS, signInWithPlex } from './plex-flow.ts';
 
@@ -43,16 +43,7 @@ async function appsAtOnce(env: TestEnv, count: number) {
   assert.equal(env.plex.callsFor('alice', USER), 2);
 }
 
-function withEnv(options: TestEnvOptions, run: (env: TestEnv) => Promise<void>) {
-  return async () => {
-    const env = await startTestEnv({ clients: [FRIENDS], ...options });
-    try {
-      await run(env);
-    } finally {
-      await env.close();
-    }
-  };
-}
+const withEnv = testEnvs({ clients: [FRIENDS] });
 
 describe('Plex access follows the share', () => {
   test('while the share is there, a reused sign-in is let in again after one plex.tv check', withEnv({ plex: { recheck_after: 0 } }, async (env) => {
