@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ConfigError, sourceName, type ConfigSource } from './config/config.ts';
-import { loadConfig, type Config } from './config/load.ts';
+import { configWarnings, loadConfig, type Config } from './config/load.ts';
 import { demoConfig } from './demo/config.ts';
-import { describeSources, SOURCE_KINDS, sourceWarnings } from './sources/registry.ts';
+import { describeSources, SOURCE_KINDS } from './sources/registry.ts';
 import { KeyFileError, loadOrCreateKeys, ROTATION_GRACE_MS, rotateSigningKey, SIGNING_KEYS_FILE, COOKIE_SECRETS_FILE } from './keys/keys.ts';
 import { StorageUnavailable } from './storage/store.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -19,6 +19,8 @@ Usage:
   guestlist client add NAME --redirect-uri URI [--config FILE | --issuer URL]
                                     make a client: its secret, the YAML to add, and the
                                     settings to paste into Headscale and Cloudflare Access
+  guestlist client add NAME --public --redirect-uri URI [--config FILE | --issuer URL]
+                                    a public client (a CLI, a native app): no secret, PKCE
   guestlist keys rotate --config FILE
                                     start signing with a new key; the old one stays
                                     published for 24 hours (restart guestlist after)
@@ -51,6 +53,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
         version: { type: 'boolean', short: 'v' },
         'redirect-uri': { type: 'string', multiple: true },
         issuer: { type: 'string' },
+        public: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -72,6 +75,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     : yaml ? { yaml } : file ? { file } : undefined;
   const sub = rest.join(' ');
   if (command === 'client' && rest[0] === 'add' && rest.length === 2) {
+    if (parsed.values.public) return publicClientAdd(rest[1]!, parsed.values['redirect-uri'] ?? [], source, parsed.values.issuer, io);
     return clientAdd(rest[1]!, parsed.values['redirect-uri'] ?? [], source, parsed.values.issuer, io);
   }
   if (command === 'keys' && sub === 'rotate') return keysRotate(source, io);
@@ -88,7 +92,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     }
     const config = await loadForCommand(source, io);
     if (typeof config === 'number') return config;
-    for (const warning of sourceWarnings(config)) io.err(`warning: ${warning}\n`);
+    for (const warning of configWarnings(config)) io.err(`warning: ${warning}\n`);
     io.out(`${sourceName(source)} is valid: issuer ${config.issuer}, ${config.clients.length} client${config.clients.length === 1 ? '' : 's'} (${config.clients.map((c) => c.client_id).join(', ')})\n`);
     return 0;
   }
@@ -109,7 +113,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number | Runnin
     else throw err;
     return 1;
   }
-  for (const warning of sourceWarnings(config)) log('warn', 'config warning', { warning });
+  for (const warning of configWarnings(config)) log('warn', 'config warning', { warning });
   log('info', config.demo ? `guestlist demo ready: open ${config.issuer}/ in a browser` : 'guestlist ready', {
     version: VERSION,
     issuer: config.issuer,
@@ -151,24 +155,49 @@ async function loadForCommand(source: ConfigSource | undefined, io: CliIo): Prom
   }
 }
 
-async function clientAdd(name: string, redirectUris: string[], source: ConfigSource | undefined, issuerFlag: string | undefined, io: CliIo): Promise<number> {
+/** The name and redirect URIs `client add` was given, checked, and the issuer to print; or an exit code. */
+async function clientAddInput(name: string, redirectUris: string[], source: ConfigSource | undefined, issuerFlag: string | undefined, io: CliIo, examples: string): Promise<string | number> {
   if (!/^[A-Za-z0-9._~-]+$/.test(name)) {
     io.err(`client name "${name}" may only use letters, digits, ".", "_", "~" and "-"\n`);
     return 2;
   }
   if (redirectUris.length === 0 || redirectUris.some((u) => !URL.parse(u) || u.includes('#'))) {
-    io.err('give the app\'s callback URL with --redirect-uri URI (absolute, no #fragment), e.g.\n'
-      + '  Headscale:         https://headscale.example.com/oidc/callback\n'
-      + '  Cloudflare Access: https://<team>.cloudflareaccess.com/cdn-cgi/access/callback\n');
+    io.err(`give the app's callback URL with --redirect-uri URI (absolute, no #fragment), e.g.\n${examples}`);
     return 2;
   }
-  let issuer = issuerFlag;
-  if (!issuer && source) {
+  if (!issuerFlag && source) {
     const config = await loadForCommand(source, io);
-    if (typeof config === 'number') return config;
-    issuer = config.issuer;
+    return typeof config === 'number' ? config : config.issuer;
   }
-  issuer ??= 'https://auth.example.com';
+  return issuerFlag ?? 'https://auth.example.com';
+}
+
+async function publicClientAdd(name: string, redirectUris: string[], source: ConfigSource | undefined, issuerFlag: string | undefined, io: CliIo): Promise<number> {
+  const issuer = await clientAddInput(name, redirectUris, source, issuerFlag, io,
+    '  a CLI on its loopback (any port):  http://127.0.0.1/callback\n  a phone app\'s own scheme:         app.immich:///oauth-callback\n');
+  if (typeof issuer === 'number') return issuer;
+  io.out(`# 1. guestlist: add this under "clients:" in your config (a public client has no secret:
+#    it could not keep one, so it signs in with PKCE alone)
+  - client_id: ${name}
+    public: true
+    redirect_uris: [${redirectUris.join(', ')}]
+    # refresh_tokens: true    # if the app asks for offline_access and keeps people signed in
+
+# 2. The app: an OpenID Connect provider with
+#   Issuer:           ${issuer}
+#   Client ID:        ${name}
+#   Client secret:    (none: leave it empty)
+#   PKCE (S256):      on (required)
+#   Redirect URI:     ${redirectUris[0]}   (on 127.0.0.1 or [::1], any port comes back; localhost only as written)
+#   Scopes:           openid profile email groups (and offline_access for a refresh token)
+`);
+  return 0;
+}
+
+async function clientAdd(name: string, redirectUris: string[], source: ConfigSource | undefined, issuerFlag: string | undefined, io: CliIo): Promise<number> {
+  const issuer = await clientAddInput(name, redirectUris, source, issuerFlag, io,
+    '  Headscale:         https://headscale.example.com/oidc/callback\n  Cloudflare Access: https://<team>.cloudflareaccess.com/cdn-cgi/access/callback\n');
+  if (typeof issuer === 'number') return issuer;
   // Letters, digits, "-" and "_" only: Cloudflare Access sends secrets without URL-encoding.
   const secret = randomBytes(32).toString('base64url');
   const env = `${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_SECRET`;

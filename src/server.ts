@@ -24,7 +24,7 @@ import { staticFiles } from './http/static-files.ts';
 import { accountIdFor, accountStore, type Account } from './sign-in/accounts.ts';
 import { interactionRoutes } from './oidc/interactions.ts';
 import { rememberApp } from './http/expired-sign-in.ts';
-import { signIns } from './sign-in/sign-in.ts';
+import { REFRESH_SECONDS, signIns } from './sign-in/sign-in.ts';
 import { keysHealth, loadOrCreateKeys } from './keys/keys.ts';
 import { createLogger, type Logger } from './log.ts';
 import { checkClients, createProvider, signOutWithNobody, TTL } from './oidc/provider.ts';
@@ -78,14 +78,16 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     shared: config.storage !== undefined,
     env: options.env ?? process.env,
   });
+  // As long as a sign-in may be used: a day, or a refresh token's lifetime when an app gets them.
+  const keepSeconds = config.clients.some((c) => c.refresh_tokens) ? Math.max(REFRESH_SECONDS, TTL.Session) : TTL.Session;
   // In memory by default; in Redis when several instances must share logins in flight.
-  const store = await openStore(config.storage, TTL.Session, log, keys.cookieSecrets);
+  const store = await openStore(config.storage, keepSeconds, log, keys.cookieSecrets);
   onFailure(() => store.close());
   const { bindings } = store;
   const accounts = accountStore(store.accounts, config.groups);
 
-  const { ambient, interactive, views, rules } = createSources(config, {
-    issuer: config.issuer, version: VERSION, bindings, vault: store.vault,
+  const { ambient, interactive, views, rules, upstreamTokens } = createSources(config, {
+    issuer: config.issuer, version: VERSION, bindings, vault: store.vault, keepSeconds,
     ...(options.sourceTimeoutsMs ? { timeoutsMs: options.sourceTimeoutsMs } : {}),
   });
   preloadViews(views);
@@ -111,7 +113,7 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     // refuses newcomers instead of evicting anyone's.
     quota: store.quota('pending', Math.floor(0.8 * Math.min(MODEL_BOUNDS.Interaction!.max, MODEL_BOUNDS.Interaction!.maxBytes / PLACE_BYTES))),
   });
-  const signIn = signIns({ ambient, rules, accounts, clients, peerOf, log, activity: store.activity });
+  const signIn = signIns({ ambient, rules, accounts, clients, peerOf, log, activity: store.activity, upstreamTokens });
   const provider = createProvider({ config, keys, store, log, pages, clients, signIn, pendingInteractions: pending.adapter });
   await checkClients(provider, config);
 

@@ -16,7 +16,10 @@ import { ALICE, FakeTailscaled, type FakeDevice } from './fakes/tailscaled.ts';
 import { FakeJellyfin } from './fakes/jellyfin.ts';
 import { FakePlex, SERVER_ID } from './fakes/plex.ts';
 
-export const HEADSCALE: ClientConfig = {
+/** A client that keeps a secret, as most tests' apps are. */
+export type ConfidentialClient = ClientConfig & { client_secret: string };
+
+export const HEADSCALE: ConfidentialClient = {
   client_id: 'headscale',
   client_secret: 'hs-secret-0123456789abcdef',
   redirect_uris: ['https://headscale.example.test/oidc/callback'],
@@ -25,7 +28,7 @@ export const HEADSCALE: ClientConfig = {
   require_pkce: false,
 };
 
-export const CLOUDFLARE: ClientConfig = {
+export const CLOUDFLARE: ConfidentialClient = {
   client_id: 'cloudflare-access',
   client_secret: 'cf-secret-0123456789abcdef',
   redirect_uris: ['https://team.cloudflareaccess.com/cdn-cgi/access/callback'],
@@ -34,7 +37,7 @@ export const CLOUDFLARE: ClientConfig = {
   require_pkce: true,
 };
 
-export const ADMINS_ONLY: ClientConfig = {
+export const ADMINS_ONLY: ConfidentialClient = {
   client_id: 'grafana',
   client_secret: 'grafana-secret-0123456789',
   redirect_uris: ['https://grafana.example.test/login/generic_oauth'],
@@ -220,6 +223,25 @@ export function deviceAgent(tailscaled: FakeTailscaled | undefined, device: Fake
 }
 
 /**
+ * fetch, as openid-client calls it (its customFetch), from `device`: a CLI on that tailnet device
+ * talking to guestlist over the tailnet (its refresh requests, say).
+ */
+export function fetchFrom(tailscaled: FakeTailscaled, device: FakeDevice | null) {
+  const agent = deviceAgent(tailscaled, device);
+  return (url: string, options: { method?: string; headers?: HeadersInit; body?: unknown }) => new Promise<Response>((resolve, reject) => {
+    const target = new URL(url);
+    const req = request({ host: target.hostname, port: target.port, path: `${target.pathname}${target.search}`, method: options.method ?? 'GET', agent,
+      headers: Object.fromEntries(new Headers(options.headers).entries()) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 0, headers: Object.entries(res.headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, x] as [string, string]) : v === undefined ? [] : [[k, v] as [string, string]])) })));
+    });
+    req.on('error', reject);
+    req.end(options.body === undefined ? undefined : String(options.body));
+  });
+}
+
+/**
  * A minimal browser: keeps cookies (by path), follows redirects within guestlist, stops when
  * sent anywhere else. Each of its TCP connections is announced to the fake tailscaled as a
  * connection proxied from `device`, as userspace-networking tailscaled does; with `null`,
@@ -333,8 +355,9 @@ export interface LoginOptions {
 }
 
 export async function discover(env: { issuer: string; servers?: () => RunningServer[] }, c: ClientConfig, auth: 'basic' | 'post' = 'basic'): Promise<client.Configuration> {
+  // A public client sends its client_id alone (openid-client's None), as a CLI or a phone app does.
   const config = await client.discovery(new URL(env.issuer), c.client_id, c.client_secret,
-    auth === 'basic' ? client.ClientSecretBasic(c.client_secret) : client.ClientSecretPost(c.client_secret),
+    c.public ? client.None() : auth === 'basic' ? client.ClientSecretBasic(c.client_secret!) : client.ClientSecretPost(c.client_secret!),
     { execute: [client.allowInsecureRequests] });
   const servers = env.servers?.() ?? [];
   if (servers.length > 1) {
@@ -350,13 +373,13 @@ export async function discover(env: { issuer: string; servers?: () => RunningSer
 }
 
 /** What a relying party does first: an authorization URL with fresh PKCE, state and nonce, and those to check the answer with. */
-export async function startAuthorization(env: { issuer: string; servers?: () => RunningServer[] }, c: ClientConfig) {
+export async function startAuthorization(env: { issuer: string; servers?: () => RunningServer[] }, c: ClientConfig, scope = 'openid email profile') {
   const config = await discover(env, c);
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
   const url = client.buildAuthorizationUrl(config, {
-    redirect_uri: c.redirect_uris[0]!, scope: 'openid email profile', state, nonce,
+    redirect_uri: c.redirect_uris[0]!, scope, state, nonce,
     code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
   });
   return { config, verifier, state, nonce, url };

@@ -1,12 +1,12 @@
 import type { ClientConfig } from '../src/config/config.ts';
-import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type SignInPage, type TestEnv } from './helpers.ts';
+import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type ConfidentialClient, type SignInPage, type TestEnv } from './helpers.ts';
 
 // The Jellyfin sign-in as static/jellyfin.js drives it, step by step over HTTP: the page, the
 // code it asks for, the wait, Jellyfin's authorization (what a person does in Jellyfin's own
 // UI, done on the fake) and the finish the page posts. Shared by the Jellyfin test files.
 
 /** An app that accepts Jellyfin only. */
-export const MEDIA: ClientConfig = { ...HEADSCALE, client_id: 'media', name: 'Media Requests', redirect_uris: ['https://media.example.test/callback'], sources: ['jellyfin'] };
+export const MEDIA: ConfidentialClient = { ...HEADSCALE, client_id: 'media', name: 'Media Requests', redirect_uris: ['https://media.example.test/callback'], sources: ['jellyfin'] };
 
 export interface JellyfinPage extends SignInPage {
   /** The page's action URLs: code, wait, finish. */
@@ -21,8 +21,8 @@ export interface StepAnswer {
   headers: BrowserResult['headers'];
 }
 
-export async function openJellyfinPage(env: TestEnv, c: ClientConfig = MEDIA, browser = new Browser(env, null)): Promise<JellyfinPage> {
-  const { config, verifier, state, nonce, url } = await startAuthorization(env, c);
+export async function openJellyfinPage(env: TestEnv, c: ClientConfig = MEDIA, browser = new Browser(env, null), scope?: string): Promise<JellyfinPage> {
+  const { config, verifier, state, nonce, url } = await startAuthorization(env, c, scope);
   const page = await browser.walk(url);
   const attr = (name: string) => new RegExp(`id="jellyfin"[^>]*data-${name}="([^"]*)"`).exec(page.body)?.[1] ?? '';
   const finishUrl = /<form id="jellyfin-finish" method="post" action="([^"]+)"/.exec(page.body)?.[1] ?? '';

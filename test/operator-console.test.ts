@@ -91,7 +91,7 @@ describe('the operator console', () => {
 
     // Apps: the settings to paste, never a secret.
     assert.match(body, /client_id: headscale\n  client_secret: &#60;its secret, from guestlist&#39;s config&#62;/);
-    for (const app of APPS) assert.ok(!body.includes(app.client_secret), `${app.client_id}'s secret is in the page`);
+    for (const app of APPS) assert.ok(!body.includes(app.client_secret!), `${app.client_id}'s secret is in the page`);
     for (const cookie of ['_session', '_interaction', '_session.sig']) {
       const value = alice.cookie(cookie);
       if (value) assert.ok(!body.includes(value), `cookie ${cookie} is in the page`);

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import type * as client from 'openid-client';
 import type { ClientConfig } from '../src/config/config.ts';
-import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type SignInPage, type TestEnv } from './helpers.ts';
+import { Browser, HEADSCALE, redeem, startAuthorization, type BrowserResult, type ConfidentialClient, type SignInPage, type TestEnv } from './helpers.ts';
 
 // The Plex sign-in as static/plex.js drives it, step by step over HTTP: the page, a PIN made
 // "in the browser" (with an Origin, as a page's fetch has), its binding to the login (id and
 // code), Plex's approval, and the finish the page posts. Shared by the Plex test files.
 
 /** An app that accepts Plex only. */
-export const FRIENDS: ClientConfig = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
+export const FRIENDS: ConfidentialClient = { ...HEADSCALE, client_id: 'friends', name: 'Friends App', redirect_uris: ['https://app.example.test/callback'], sources: ['plex'] };
 
 export interface PlexPage extends SignInPage {
   /** The page's data-* attributes: api, app, client-id, product, bind, return. */
@@ -21,8 +21,8 @@ export interface Pin {
   code: string;
 }
 
-export async function openPlexPage(env: TestEnv, c: ClientConfig, browser = new Browser(env, null)): Promise<PlexPage> {
-  const { config, verifier, state, nonce, url } = await startAuthorization(env, c);
+export async function openPlexPage(env: TestEnv, c: ClientConfig, browser = new Browser(env, null), scope?: string): Promise<PlexPage> {
+  const { config, verifier, state, nonce, url } = await startAuthorization(env, c, scope);
   const page = await browser.walk(url);
   const data = Object.fromEntries([...page.body.matchAll(/data-([a-z-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.replace(/&#38;/g, '&')]));
   const finishUrl = /<form id="plex-finish" method="post" action="([^"]+)"/.exec(page.body)?.[1] ?? '';
@@ -47,8 +47,8 @@ export function finishPlex(p: PlexPage): Promise<BrowserResult> {
 }
 
 /** A whole Plex sign-in to `c` as `user`: page, PIN, bind, approval, finish (in `browser`, which keeps its session). */
-export async function signInWithPlex(env: TestEnv, user: string, c: ClientConfig = FRIENDS, browser?: Browser) {
-  const p = await openPlexPage(env, c, browser);
+export async function signInWithPlex(env: TestEnv, user: string, c: ClientConfig = FRIENDS, browser?: Browser, scope?: string) {
+  const p = await openPlexPage(env, c, browser, scope);
   assert.equal(p.page.status, 200, p.page.body.slice(0, 300));
   const pin = await createPin(env, p);
   const bind = await bindPin(p, pin);

@@ -11,7 +11,7 @@ describe('the registry\'s session rules, by the source a sub names', () => {
   test('in the demo, a person the local tailscaled vouched for is asked again every time, as is the sample user', async () => {
     const store = createMemoryStore({ accountTtlSeconds: 60 });
     try {
-      const sources = createSources(demoConfig({}), { issuer: 'http://localhost:8080', version: 'test', bindings: store.bindings, vault: store.vault });
+      const sources = createSources(demoConfig({}), { issuer: 'http://localhost:8080', version: 'test', bindings: store.bindings, vault: store.vault, keepSeconds: 86400 });
       assert.equal(sources.rules.get('tailscale')?.verifyAgain, 'from-the-connection');
       assert.equal(sources.rules.get('demo')?.verifyAgain, 'from-the-connection');
       assert.equal(sources.rules.get('tailscale')?.holdsFor, 15 * 60);

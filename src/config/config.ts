@@ -9,7 +9,17 @@ import { isLoopbackHost, isObject, optionalBoolean, optionalString, stringList, 
 /** A relying party allowed to sign people in through guestlist. */
 export interface ClientConfig {
   client_id: string;
-  client_secret: string;
+  /** Absent for a public client, which cannot keep one. */
+  client_secret?: string;
+  /**
+   * An app that cannot keep a secret (a CLI, a native or mobile app): no secret, PKCE (S256)
+   * required, and redirect URIs for native apps (loopback on any port, private-use schemes).
+   */
+  public?: boolean;
+  /** May ask for offline_access and get a refresh token (rotated at every use). */
+  refresh_tokens?: boolean;
+  /** Its ID token and userinfo carry the person's Plex token (`plex_token`), for Plex sign-ins. */
+  plex_token?: boolean;
   redirect_uris: string[];
   post_logout_redirect_uris: string[];
   /** Shown to people on guestlist's pages ("Sign in to Grafana"). */
@@ -161,7 +171,7 @@ function substituteEnv(value: unknown, path: string, env: Env, problems: string[
 }
 
 const CORE_KEYS = ['issuer', 'listen', 'data_dir', 'clients', 'groups', 'branding', 'rate_limits', 'client_ip_header', 'storage', 'admin'];
-const CLIENT_KEYS = ['client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'allowed_groups', 'sources', 'url', 'icon_url'];
+const CLIENT_KEYS = ['client_id', 'client_secret', 'public', 'redirect_uris', 'post_logout_redirect_uris', 'name', 'require_pkce', 'refresh_tokens', 'plex_token', 'allowed_groups', 'sources', 'url', 'icon_url'];
 export const DEFAULT_ADMIN: AdminConfig = { allowed_groups: [], tailnet_only: true };
 const BRANDING_KEYS = ['title', 'logo_url', 'accent_color', 'background_image', 'stylesheet'];
 
@@ -335,16 +345,25 @@ function validateClients(value: unknown, groups: Record<string, string[]>, vouch
     else if (seen.has(id)) problems.push(`${at}.client_id: "${id}" is already used by another client`);
     else seen.add(id);
 
+    const isPublic = optionalBoolean(c.public, `${at}.public`, problems) ?? false;
     const secret = c.client_secret;
-    if (typeof secret !== 'string' || secret === '') problems.push(`${at}.client_secret: missing`);
-    else if (!UNRESERVED.test(secret)) {
+    if (isPublic) {
+      if (secret !== undefined) problems.push(`${at}.client_secret: a public client (public: true) has no secret, since it could not keep one; remove it, or set public: false for an app that keeps its secret on a server`);
+    } else if (typeof secret !== 'string' || secret === '') {
+      problems.push(`${at}.client_secret: missing (or set public: true for an app that cannot keep a secret, such as a CLI or a phone app; it then signs in with PKCE alone)`);
+    } else if (!UNRESERVED.test(secret)) {
       problems.push(`${at}.client_secret: may only use letters, digits, ".", "_", "~" and "-" (Cloudflare Access sends it without URL-encoding); generate one with: openssl rand -hex 32`);
     } else if (secret.length < 16) problems.push(`${at}.client_secret: is ${secret.length} characters; use at least 16 (e.g. openssl rand -hex 32)`);
 
-    const redirect_uris = uriList(c.redirect_uris, `${at}.redirect_uris`, problems, false);
-    const post_logout_redirect_uris = uriList(c.post_logout_redirect_uris, `${at}.post_logout_redirect_uris`, problems, true);
+    const redirect_uris = uriList(c.redirect_uris, `${at}.redirect_uris`, problems, false, isPublic);
+    const post_logout_redirect_uris = uriList(c.post_logout_redirect_uris, `${at}.post_logout_redirect_uris`, problems, true, isPublic);
     const name = optionalString(c.name, `${at}.name`, problems) ?? (typeof id === 'string' ? id : '');
-    const require_pkce = optionalBoolean(c.require_pkce, `${at}.require_pkce`, problems) ?? false;
+    const askedPkce = optionalBoolean(c.require_pkce, `${at}.require_pkce`, problems);
+    if (isPublic && askedPkce === false) problems.push(`${at}.require_pkce: a public client always needs PKCE (its code is all it has); remove require_pkce: false`);
+    const require_pkce = isPublic || (askedPkce ?? false);
+    const refresh_tokens = optionalBoolean(c.refresh_tokens, `${at}.refresh_tokens`, problems) ?? false;
+    const plex_token = optionalBoolean(c.plex_token, `${at}.plex_token`, problems) ?? false;
+    if (plex_token && !configured.includes('plex')) problems.push(`${at}.plex_token: there is no Plex sign-in to take a token from: add a "plex:" section, or remove plex_token`);
     const allowed_groups = c.allowed_groups === undefined ? undefined : groupNames(c.allowed_groups, `${at}.allowed_groups`, groups, vouched, problems);
     const url = c.url === undefined ? undefined : webUrl(c.url, `${at}.url`, problems, false);
     const icon_url = c.icon_url === undefined ? undefined : webUrl(c.icon_url, `${at}.icon_url`, problems, true);
@@ -360,7 +379,9 @@ function validateClients(value: unknown, groups: Record<string, string[]>, vouch
     if (problems.length === before) {
       clients.push({
         client_id: id as string,
-        client_secret: secret as string,
+        ...(isPublic ? { public: true } : { client_secret: secret as string }),
+        ...(refresh_tokens ? { refresh_tokens } : {}),
+        ...(plex_token ? { plex_token } : {}),
         redirect_uris: redirect_uris ?? [],
         post_logout_redirect_uris: post_logout_redirect_uris ?? [],
         name,
@@ -373,6 +394,13 @@ function validateClients(value: unknown, groups: Record<string, string[]>, vouch
     }
   });
   return clients;
+}
+
+/** What works but hands something over the operator should know about. */
+export function clientWarnings(clients: readonly ClientConfig[]): string[] {
+  return clients.flatMap((c, i) => (c.plex_token
+    ? [`clients[${i}].plex_token: ${c.name} receives each Plex user's own Plex token in its ID token and userinfo: whatever that token can do at Plex (their libraries, their account), the app can, until they revoke it in Plex's Authorized Devices. Behind Cloudflare Access the token is also inside the CF_Authorization cookie the person's browser holds.`]
+    : []));
 }
 
 /** An address a page may link to (https, or http on localhost) or, for an image, https only. */
@@ -388,7 +416,12 @@ function webUrl(value: unknown, at: string, problems: string[], image: boolean):
   return v;
 }
 
-function uriList(value: unknown, at: string, problems: string[], optional: boolean): string[] | undefined {
+/**
+ * Redirect URIs: https, or http on a loopback host; and for a public client, a native app's
+ * private-use scheme too (RFC 8252 §7.1: a reverse domain name, such as app.immich or
+ * com.example.app), never one a browser would run or read (javascript:, data:, file:, ...).
+ */
+function uriList(value: unknown, at: string, problems: string[], optional: boolean, isPublic: boolean): string[] | undefined {
   if (value === undefined && optional) return [];
   const list = stringList(value, at, problems, { allowEmpty: optional });
   if (!list) return undefined;
@@ -398,6 +431,13 @@ function uriList(value: unknown, at: string, problems: string[], optional: boole
     else if (url.hash || uri.includes('#')) problems.push(`${at}: "${uri}" must not contain a fragment (#)`);
     else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
       problems.push(`${at}: "${uri}" uses plain http; only https (or http on localhost) is allowed`);
+    } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      const scheme = url.protocol.slice(0, -1);
+      if (!isPublic) {
+        problems.push(`${at}: "${uri}" uses the scheme "${scheme}:", which only a native app uses; set public: true for it (a native app cannot keep a secret), or use an https URL`);
+      } else if (!scheme.includes('.')) {
+        problems.push(`${at}: "${uri}" uses the scheme "${scheme}:"; a native app's own scheme is a reverse domain name it owns, such as com.example.app (RFC 8252 §7.1)`);
+      }
     }
   }
   return list;

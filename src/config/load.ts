@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { ConfigError, parseCoreConfig, sourceName, type ConfigSource, type CoreConfig } from './config.ts';
-import { resolveSourcePaths, SOURCE_KINDS, sourceGroups, sourceProblems, type SourceConfigs } from '../sources/registry.ts';
+import { clientWarnings, ConfigError, parseCoreConfig, sourceName, type ConfigSource, type CoreConfig } from './config.ts';
+import { resolveSourcePaths, SOURCE_KINDS, sourceGroups, sourceProblems, sourceWarnings, type SourceConfigs } from '../sources/registry.ts';
 
 // The config as guestlist runs with it: the core's keys (config.ts) and the sections of the
 // identity sources (sources/registry.ts), read together, so that one run reports every problem.
@@ -26,6 +26,11 @@ export function parseConfig(text: string, env: Env = process.env, source = 'conf
     },
     groups: sourceGroups,
   });
+}
+
+/** What `check` and the start say of a valid config: the sources' warnings, then the clients'. */
+export function configWarnings(config: Config): string[] {
+  return [...sourceWarnings(config), ...clientWarnings(config.clients)];
 }
 
 /**

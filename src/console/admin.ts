@@ -83,9 +83,12 @@ export function operatorConsole(deps: ConsoleDeps): Middleware {
   function appsList(events: SignInEvent[]): Html {
     return new Html(apps.map((app) => {
       const last = events.find((e) => e.outcome === 'signed-in' && e.client_id === app.client_id);
-      const paste = `oidc:\n  issuer: ${config.issuer}\n  client_id: ${app.client_id}\n  client_secret: <its secret, from guestlist's config>\n  scope: [openid, profile, email, groups]\n  pkce:\n    enabled: true\n    method: S256`;
-      const cloudflare = `App ID: ${app.client_id}\nClient secret: <its secret, from guestlist's config>\nAuth URL: ${config.issuer}/auth\nToken URL: ${config.issuer}/token\nCertificate URL: ${config.issuer}/jwks\nPKCE: ${app.require_pkce ? 'on' : 'on (and set require_pkce: true here)'}`;
+      const secret = app.public ? '(none: a public client)' : '<its secret, from guestlist\'s config>';
+      const paste = `oidc:\n  issuer: ${config.issuer}\n  client_id: ${app.client_id}\n  client_secret: ${secret}\n  scope: [openid, profile, email, groups]\n  pkce:\n    enabled: true\n    method: S256`;
+      const cloudflare = `App ID: ${app.client_id}\nClient secret: ${secret}\nAuth URL: ${config.issuer}/auth\nToken URL: ${config.issuer}/token\nCertificate URL: ${config.issuer}/jwks\nPKCE: ${app.require_pkce ? 'on' : 'on (and set require_pkce: true here)'}`;
+      const kind = [app.public ? 'public (PKCE, no secret)' : 'confidential', ...(app.refresh_tokens ? ['refresh tokens'] : []), ...(app.plex_token ? ['receives the Plex token'] : [])];
       return `<section class="app"><h3>${escapeHtml(app.name)} <code>${escapeHtml(app.client_id)}</code></h3><dl class="facts">`
+        + `<dt>Kind</dt><dd>${escapeHtml(kind.join(', '))}</dd>`
         + `<dt>Redirect URIs</dt><dd>${list(app.redirect_uris, 'none')}</dd>`
         + `<dt>Sources</dt><dd>${list(app.sources, 'every configured one')}</dd>`
         + `<dt>Allowed groups</dt><dd>${list(app.allowed_groups, 'everyone')}</dd>`

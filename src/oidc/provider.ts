@@ -38,7 +38,7 @@ export interface ProviderDeps {
   /** The configured clients, and guestlist's own (the home page's), by client_id. */
   clients: ReadonlyMap<string, ClientConfig>;
   /** The sign-in decision (sign-in/sign-in.ts): the one-hop hand-over and each source's session rule. */
-  signIn: Pick<SignIn, 'withinAuthorization' | 'stillHolds' | 'holdsFor' | 'accountOf'>;
+  signIn: Pick<SignIn, 'withinAuthorization' | 'stillHolds' | 'holdsFor' | 'accountOf' | 'refreshed' | 'refreshLifetime' | 'upstreamToken'>;
   /** The Interaction adapter as the pending sign-ins count it (see http/pending-sign-ins.ts). */
   pendingInteractions(inner: Adapter): Adapter;
 }
@@ -59,22 +59,28 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
     },
     clients: [...clients.values()].map((c) => ({
       client_id: c.client_id,
-      client_secret: c.client_secret,
+      ...(c.public ? {} : { client_secret: c.client_secret }),
       client_name: c.name,
       redirect_uris: c.redirect_uris,
       post_logout_redirect_uris: c.post_logout_redirect_uris,
-      grant_types: ['authorization_code'],
+      grant_types: c.refresh_tokens ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
       response_types: ['code'],
       // A secret-based client may authenticate with either Basic or POST: x/oauth2 (Headscale)
-      // tries Basic and falls back to POST, Cloudflare Access uses Basic.
-      token_endpoint_auth_method: 'client_secret_basic',
+      // tries Basic and falls back to POST, Cloudflare Access uses Basic. A public client sends
+      // its client_id alone.
+      token_endpoint_auth_method: c.public ? 'none' : 'client_secret_basic',
+      // Native: what lets a public client register a private-use scheme and a loopback redirect.
+      application_type: c.public ? 'native' : 'web',
       id_token_signed_response_alg: 'RS256',
     })),
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
     responseTypes: ['code'],
-    scopes: ['openid'],
+    // offline_access: only clients with refresh_tokens get the refresh_token grant (see
+    // loadExistingGrant for how they get it without prompt=consent).
+    scopes: ['openid', 'offline_access'],
     claims: {
-      openid: ['sub'],
+      // plex_token only ever goes to a client with plex_token: true (see findAccount).
+      openid: ['sub', 'plex_token'],
       email: ['email', 'email_verified'],
       // groups also rides on `profile`: Cloudflare Access and Headscale's defaults request only
       // "openid email profile", and group-based access rules need the claim.
@@ -86,11 +92,17 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
     conformIdTokenClaims: false,
     enabledJWA: { idTokenSigningAlgValues: ['RS256'] },
     pkce: { required: (_ctx, client) => clients.get(client.clientId)?.require_pkce ?? false },
+    // Every refresh gives a new refresh token, and the old one presented again ends the whole
+    // grant (OAuth 2.0 Security BCP): a stolen token is good for one use, by the thief or the app.
+    rotateRefreshToken: true,
     ttl: {
       ...TTL,
-      // As long as the person's source says a sign-in from it holds (its session rule).
+      // As long as the person's source says a sign-in from it holds (its session rule); for a
+      // client with refresh tokens, as long as a refresh may last for that source. A grant's
+      // lifetime is fixed when it is first saved, and caps every refresh token of it.
       Session: (_ctx, session) => signIn.holdsFor(session.accountId),
-      Grant: (_ctx, grant) => signIn.holdsFor(grant.accountId),
+      Grant: (_ctx, grant) => (clients.get(grant.clientId ?? '')?.refresh_tokens ? signIn.refreshLifetime(grant.accountId!) : signIn.holdsFor(grant.accountId)),
+      RefreshToken: (_ctx, token) => signIn.refreshLifetime(token.accountId),
     },
     features: {
       devInteractions: { enabled: false },
@@ -114,37 +126,58 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
     // loads the account and decides whether to prompt: the one place where an ambient identity can
     // sign the session in and let /auth answer with the code itself (and prompt=none succeed).
     // The parameter itself means nothing; a client that sends it changes nothing.
+    // It is also where offline_access is put back for a client with refresh_tokens (see
+    // keepOfflineAccess), before a sign-in page keeps the request for its resume.
     extraParams: {
       [ONE_HOP_HOOK]: async (ctx: KoaContextWithOIDC) => {
-        if (ctx.oidc.route === 'authorization') await signIn.withinAuthorization(ctx);
+        if (ctx.oidc.route !== 'authorization') return;
+        keepOfflineAccess(ctx);
+        await signIn.withinAuthorization(ctx);
       },
     },
     // A token, code or session given out before the person's sign-ins were ended (a Plex share
     // gone, a sign-out everywhere) finds no account: userinfo answers 401, a code exchange fails
     // and the session no longer signs anyone in. A sign-in finishing in this very request is new.
+    // A refresh is verified as its source's rule says (sign-in.ts, refreshed): no answer is
+    // invalid_grant.
     async findAccount(ctx, sub, token) {
       const fresh = !token && ctx.oidc?.result?.login?.accountId === sub;
       const issuedAt = fresh ? Date.now() / 1000 : (token as { iat?: number } | undefined)?.iat ?? ctx.oidc?.session?.loginTs;
-      const account = await signIn.accountOf(sub, issuedAt);
+      const client = clients.get(ctx.oidc?.client?.clientId ?? '');
+      const account = token?.kind === 'RefreshToken'
+        ? client && await signIn.refreshed(ctx.req, sub, issuedAt, (token as { authTime?: number }).authTime, client)
+        : await signIn.accountOf(sub, issuedAt);
       if (!account) return undefined;
-      return { accountId: sub, claims: () => ({ ...claimsFor(account), sub }) };
+      return {
+        accountId: sub,
+        claims: async () => {
+          // The person's Plex token, to the apps that were configured to act on Plex as them.
+          const plexToken = client?.plex_token && account.identity.source === 'plex' ? await signIn.upstreamToken(account) : undefined;
+          return { ...claimsFor(account), sub, ...(plexToken ? { plex_token: plexToken } : {}) };
+        },
+      };
     },
     // Configured clients are first-party: consent is implicit, so a grant is made on the spot.
     async loadExistingGrant(ctx) {
       const { oidc } = ctx;
       const client = oidc.client!;
       const session = oidc.session!;
+      const refreshes = clients.get(client.clientId)?.refresh_tokens === true;
+      const asked = String((oidc.params as { scope?: string }).scope ?? '').split(' ');
+      const scope = refreshes && asked.includes('offline_access') ? `${SCOPE_STRING} offline_access` : SCOPE_STRING;
       const grantId = oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
       if (grantId) {
         const existing = await oidc.provider.Grant.find(grantId);
-        if (existing && existing.accountId === session.accountId) {
-          existing.addOIDCScope(SCOPE_STRING);
+        // A refresh token lasts no longer than its grant, fixed when first saved: one made for an
+        // earlier sign-in would cut the new token short, so only one made for this one is reused.
+        if (existing && existing.accountId === session.accountId && (!refreshes || Date.now() / 1000 - (existing.iat ?? 0) < TTL.Interaction)) {
+          existing.addOIDCScope(scope);
           await existing.save();
           return existing;
         }
       }
       const grant = new oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId! });
-      grant.addOIDCScope(SCOPE_STRING);
+      grant.addOIDCScope(scope);
       await grant.save();
       return grant;
     },
@@ -161,6 +194,24 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
       });
     },
   };
+
+  /**
+   * oidc-provider drops offline_access from any authorization request without prompt=consent,
+   * and guestlist shows no consent page: for a client with refresh_tokens, the operator's opt-in
+   * is the consent. So when such a client asked for it (in the request's own query: there is no
+   * POST, PAR or request object here), it is put back into the request oidc-provider goes on
+   * with, and keeps for the resume after a sign-in page; loadExistingGrant grants it.
+   */
+  function keepOfflineAccess(ctx: KoaContextWithOIDC): void {
+    const { oidc } = ctx;
+    if (clients.get(oidc.client?.clientId ?? '')?.refresh_tokens !== true) return;
+    const params = oidc.params as { scope?: string; response_type?: string };
+    const asked = typeof ctx.query.scope === 'string' ? ctx.query.scope.split(' ') : [];
+    const kept = String(params.scope ?? '').split(' ').filter(Boolean);
+    if (asked.includes('offline_access') && !kept.includes('offline_access') && String(params.response_type ?? '').split(' ').includes('code')) {
+      params.scope = [...kept, 'offline_access'].join(' ');
+    }
+  }
 
   /**
    * A session is only a shortcut when it still holds: the person must still be known, still
@@ -198,6 +249,13 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
   provider.proxy = true;
   // koa's signed cookies through our signer (same signatures, a tenth of a login's CPU less).
   provider.keys = cookieSigner(keys.cookieSecrets) as unknown as typeof provider.keys;
+  // A native app's loopback redirect may come back on any port (RFC 8252 §7.3), but only for the
+  // IP literals: oidc-provider lets `localhost` change port too, which §8.3 advises against (a
+  // name can resolve elsewhere), and oidc-agent registers http://localhost:PORT exactly anyway.
+  // There is no option for it, so the client's check is this one.
+  provider.Client.prototype.redirectUriAllowed = function redirectUriAllowed(this: { redirectUris: string[]; applicationType?: string }, value: string) {
+    return this.redirectUris.includes(value) || (this.applicationType === 'native' && this.redirectUris.some((registered) => sameButPort(registered, value)));
+  };
 
   provider.on('server_error', (ctx, err) => log('error', 'server error', { path: ctx.path, err: err.message, stack: err.stack }));
   const logOAuthError = (event: string) => (ctx: KoaContextWithOIDC, err: Error & { error?: string; error_description?: string; error_detail?: string }) => {
@@ -256,6 +314,15 @@ export function signOutWithNobody(): Middleware {
     ctx.status = 303;
     ctx.redirect(to.href);
   };
+}
+
+/** Two http loopback IP-literal URIs (127.0.0.1, [::1]) that differ in their port at most. */
+export function sameButPort(registered: string, asked: string): boolean {
+  const loopback = /^http:\/\/(127\.0\.0\.1|\[::1\])(:\d{1,5})?(?=[/?]|$)/;
+  const a = loopback.exec(registered);
+  const b = loopback.exec(asked);
+  // Compared as written beyond the port: parsing would normalise what an exact match would not.
+  return !!a && !!b && a[1] === b[1] && registered.slice(a[0].length) === asked.slice(b[0].length);
 }
 
 /** Validate every client now: oidc-provider would otherwise only notice at its first login. */

@@ -44,6 +44,8 @@ export interface SignInDeps {
   log: Logger;
   /** Where the console finds the sign-ins and who is signed in (the store's). */
   activity: Activity;
+  /** The upstream token a source keeps for a person, by source name (Plex's), for the apps configured to receive it. */
+  upstreamTokens?: ReadonlyMap<string, (identity: Identity) => Promise<string | undefined>>;
 }
 
 export type SignIn = ReturnType<typeof signIns>;
@@ -55,6 +57,13 @@ export function accepts(client: ClientConfig, source: string): boolean {
 
 /** A day: what a session holds for when its source has no rule (it is no longer configured). */
 const WITHOUT_RULE_SECONDS = 24 * 3600;
+
+/**
+ * How long a refresh token's grant may last when its source verifies the person again at each
+ * refresh (tsidp keeps 30 days): a tailnet device refreshing over the tailnet, a Plex share
+ * re-checked with plex.tv.
+ */
+export const REFRESH_SECONDS = 30 * 24 * 3600;
 
 export function signIns(deps: SignInDeps) {
   const { ambient, rules, accounts, clients, peerOf, log, activity } = deps;
@@ -145,6 +154,41 @@ export function signIns(deps: SignInDeps) {
   }
 
   /**
+   * Whether what was given to `sub` at `issuedAt` still holds for `client`: the person is still
+   * known, still allowed in, and still who their source says, as its session rule asks. Who they
+   * are now, or undefined.
+   */
+  async function verifiedAgain(req: IncomingMessage, sub: string, issuedAt: number | undefined, client: ClientConfig): Promise<Account | undefined> {
+    const account = await accountOf(sub, issuedAt);
+    if (!account || !mayUseClient(account, client)) return undefined;
+    const rule = ruleOf(sub);
+    if (!rule) return undefined;
+    if (!rule.verifyAgain) return account;
+    if (rule.verifyAgain === 'from-the-connection') {
+      const answer = await ambientFor(req, client);
+      return 'admitted' in answer && answer.admitted.account.accountId === sub ? answer.admitted.account : undefined;
+    }
+    try {
+      const again = await rule.verifyAgain(account.identity);
+      if (again.kept) loginLine('warn', { outcome: 'kept', reason: 'source-unavailable', source: sourceOf(sub), sub, client_id: client.client_id, detail: again.kept });
+      if (accountIdFor(again.identity) !== sub) return undefined;
+      if (again.identity === account.identity) return account; // not asked again: nothing new
+      // Who they are now: a tier that changed (a friend moved into the Plex Home) is in the next
+      // token. Unless another instance's re-check ended them meanwhile.
+      const now = await accounts.remember(again.identity);
+      return mayUseClient(now, client) && (await accountOf(sub, issuedAt)) !== undefined ? now : undefined;
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      // The upstream says they are out (the share is gone, the token revoked): so is everything
+      // they were given. Not answering past the grace, or nothing left to ask with, is no
+      // verdict: not this time, and they sign in again.
+      if (err.reason === 'not-allowed' || err.reason === 'not-verified') await end(sub, err, client.client_id);
+      else logRefused(err, sourceOf(sub), client.client_id);
+      return undefined;
+    }
+  }
+
+  /**
    * The person behind `sub`, unless their sign-ins were ended after `issuedAt` (seconds: oidc-
    * provider's `iat`, a session's `loginTs`) was given out. Within the second of the end, what
    * was given out is taken as before it, unless the person was vouched for again after the end
@@ -210,33 +254,36 @@ export function signIns(deps: SignInDeps) {
       const { oidc } = ctx;
       const sub = oidc.session?.accountId;
       if (oidc.result?.login || !sub) return true;
-      const account = await accountOf(sub, oidc.session?.loginTs);
       const client = clients.get(oidc.client?.clientId ?? '');
-      if (!account || !client || !mayUseClient(account, client)) return false;
+      return !!client && (await verifiedAgain(ctx.req, sub, oidc.session?.loginTs, client)) !== undefined;
+    },
+
+    /**
+     * At a refresh (oidc-provider's findAccount for a RefreshToken): who the token's person is
+     * now, or undefined (invalid_grant). Nothing ended them since `issuedAt`, the client still
+     * admits them, and their source vouches for them again as its rule says: a source that asks
+     * its upstream (Plex) asks it; a tailnet sign-in holds long only while the refresh itself
+     * comes over the tailnet from one of that person's devices, otherwise, as a source that is
+     * not asked again (Jellyfin), only for the session rule's lifetime after the sign-in.
+     */
+    async refreshed(req: IncomingMessage, sub: string, issuedAt: number | undefined, signedInAt: number | undefined, client: ClientConfig): Promise<Account | undefined> {
       const rule = ruleOf(sub);
-      if (!rule) return false;
-      if (!rule.verifyAgain) return true;
-      if (rule.verifyAgain === 'from-the-connection') {
-        const answer = await ambientFor(ctx.req, client);
-        return 'admitted' in answer && answer.admitted.account.accountId === sub;
+      const young = signedInAt !== undefined && rule !== undefined && Date.now() - signedInAt * 1000 <= rule.holdsFor * 1000;
+      if (rule?.verifyAgain === 'from-the-connection' && young) {
+        const account = await accountOf(sub, issuedAt);
+        return account && mayUseClient(account, client) ? account : undefined;
       }
-      try {
-        const again = await rule.verifyAgain(account.identity);
-        if (again.kept) loginLine('warn', { outcome: 'kept', reason: 'source-unavailable', source: sourceOf(sub), sub, client_id: client.client_id, detail: again.kept });
-        if (accountIdFor(again.identity) !== sub) return false;
-        if (again.identity === account.identity) return true; // not asked again: nothing new
-        // Who they are now: a tier that changed (a friend moved into the Plex Home) is in the next
-        // token. Unless another instance's re-check ended them meanwhile.
-        return mayUseClient(await accounts.remember(again.identity), client) && (await accountOf(sub, oidc.session?.loginTs)) !== undefined;
-      } catch (err) {
-        if (!(err instanceof Refusal)) throw err;
-        // The upstream says they are out (the share is gone, the token revoked): so is everything
-        // they were given. Not answering past the grace, or nothing left to ask with, is no
-        // verdict: not this time, and they sign in again.
-        if (err.reason === 'not-allowed' || err.reason === 'not-verified') await end(sub, err, client.client_id);
-        else logRefused(err, sourceOf(sub), client.client_id);
-        return false;
-      }
+      if (!rule?.verifyAgain && !young) return undefined;
+      return verifiedAgain(req, sub, issuedAt, client);
+    },
+
+    /** The token the person's source keeps for them (their Plex token), if it keeps one. */
+    upstreamToken: async (account: Account): Promise<string | undefined> => deps.upstreamTokens?.get(account.identity.source)?.(account.identity),
+
+    /** How long a refresh token's grant may last for this person: the session rule's lifetime, or REFRESH_SECONDS for a source that verifies them again. */
+    refreshLifetime: (sub: string): number => {
+      const rule = ruleOf(sub);
+      return rule?.verifyAgain ? REFRESH_SECONDS : rule?.holdsFor ?? WITHOUT_RULE_SECONDS;
     },
 
     /** The interaction's hand-over to oidc-provider: where the browser goes next. */

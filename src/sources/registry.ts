@@ -5,7 +5,7 @@ import type { BindingStore } from '../storage/bindings.ts';
 import type { Vault } from '../storage/store.ts';
 import { scopedBindings } from './sign-in-bindings.ts';
 import type { Listen, SourceDeps, SourceKind } from './source-kind.ts';
-import type { AmbientSource, InteractiveSource, SessionRule } from './source.ts';
+import type { AmbientSource, Identity, InteractiveSource, SessionRule } from './source.ts';
 import { tailscaleKind } from './tailscale/kind.ts';
 
 // Every identity source guestlist knows, by the name of its config section (which is also its
@@ -65,6 +65,8 @@ export interface Sources {
   views: string[];
   /** Each source's session rule, by the source name that prefixes the `sub`s it vouches for. */
   rules: ReadonlyMap<string, SessionRule>;
+  /** The sources that keep an upstream token for a person (Plex), by name. */
+  upstreamTokens: ReadonlyMap<string, (identity: Identity) => Promise<string | undefined>>;
 }
 
 /** What the server hands the sources; each gets its own share of it (SourceDeps). */
@@ -73,6 +75,8 @@ export interface ServerDeps {
   version: string;
   bindings: BindingStore;
   vault: Vault;
+  /** The longest a sign-in may be used (seconds). */
+  keepSeconds: number;
   /** Upstream timeouts by source name (tests shorten them). */
   timeoutsMs?: Partial<Record<string, number>>;
 }
@@ -94,7 +98,7 @@ export function createSources(config: SourceConfigs & { demo: boolean }, deps: S
   const configured = configuredKinds(config);
   const depsOf = (name: string): SourceDeps => {
     const timeoutMs = deps.timeoutsMs?.[name];
-    return { issuer: deps.issuer, version: deps.version, bindings: scopedBindings(deps.bindings, name), vault: scopedVault(deps.vault, name), ...(timeoutMs ? { timeoutMs } : {}) };
+    return { issuer: deps.issuer, version: deps.version, bindings: scopedBindings(deps.bindings, name), vault: scopedVault(deps.vault, name), keepSeconds: deps.keepSeconds, ...(timeoutMs ? { timeoutMs } : {}) };
   };
   const made = configured.map(({ kind, section }) => kind.create(section, depsOf(kind.name)));
   let ambient = made.filter((s): s is AmbientSource => s.kind === 'ambient');
@@ -112,6 +116,7 @@ export function createSources(config: SourceConfigs & { demo: boolean }, deps: S
     interactive,
     views: [...configured.flatMap(({ kind }) => kind.views ?? []), ...(config.demo ? ['demo', 'demo-result'] : [])],
     rules,
+    upstreamTokens: new Map(interactive.flatMap((s) => (s.upstreamToken ? [[s.name, s.upstreamToken.bind(s)] as const] : []))),
   };
 }
 

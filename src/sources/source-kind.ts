@@ -15,6 +15,8 @@ export interface SourceDeps {
   bindings: SignInBindings;
   /** This source's own vault in the server's store: what it keeps of a person, server-side only. */
   vault: Vault;
+  /** The longest a sign-in may be used (seconds): a day, or a refresh token's lifetime when an app gets them. */
+  keepSeconds: number;
   /** How long to wait for its upstream (tests shorten it); the source's own default otherwise. */
   timeoutMs?: number;
 }

@@ -185,6 +185,11 @@ export interface InteractiveSource {
   page(step: SignInStep): { view: string; values: PageValues };
   /** `/interaction/:uid/<name>/<action>` */
   readonly actions: Record<string, SourceAction>;
+  /**
+   * The token the upstream gave for this person, if the source keeps one (Plex's, for its
+   * re-checks): for the apps configured to receive it (clients[].plex_token), nobody else.
+   */
+  upstreamToken?(identity: Identity): Promise<string | undefined>;
   /** For the operator console: whether its upstream answers now, and what it says of itself. */
   health?(): Promise<HealthItem[]>;
 }

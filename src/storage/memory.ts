@@ -24,6 +24,7 @@ export const MODEL_BOUNDS: Record<string, ModelBound> = {
   Grant: { max: 10_000, maxBytes: 6 * 2 ** 20 },
   AuthorizationCode: { max: 5_000, maxBytes: 6 * 2 ** 20 },
   AccessToken: { max: 10_000, maxBytes: 8 * 2 ** 20 },
+  RefreshToken: { max: 10_000, maxBytes: 8 * 2 ** 20 },
   ReplayDetection: { max: 5_000, maxBytes: 1 * 2 ** 20 },
 };
 const OTHER_MODEL: ModelBound = { max: 1_000, maxBytes: 1 * 2 ** 20 };

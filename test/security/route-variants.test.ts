@@ -52,7 +52,7 @@ describe('routes are matched the way oidc-provider\'s router matches them', () =
     const provider = createProvider({
       config: env.config, keys: await loadOrCreateKeys(await tempDir()), store, log: () => {},
       pages: createPages(env.config.branding), clients: new Map(env.config.clients.map((c) => [c.client_id, c])),
-      signIn: { withinAuthorization: async () => {}, stillHolds: async () => true, holdsFor: () => 3600, accountOf: async () => undefined }, pendingInteractions: (inner: Adapter) => inner,
+      signIn: { withinAuthorization: async () => {}, stillHolds: async () => true, holdsFor: () => 3600, accountOf: async () => undefined, refreshed: async () => undefined, refreshLifetime: () => 3600, upstreamToken: async () => undefined }, pendingInteractions: (inner: Adapter) => inner,
     });
     bare = createServer(provider.callback());
     await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));

@@ -14,6 +14,6 @@ export const plexKind: SourceKind<'plex', PlexConfig> = {
   // Plex asks apps to keep one client identifier per installation; the issuer names ours.
   create(section, deps) {
     const plex = plexSource(section, `guestlist-${createHash('sha256').update(deps.issuer).digest('hex').slice(0, 24)}`, deps.version, deps.timeoutMs);
-    return plexSignIn(plex, deps.bindings, plexRecheck(plex, deps.vault, deps.timeoutMs ?? PLEX_TIMEOUT_MS));
+    return plexSignIn(plex, deps.bindings, plexRecheck(plex, deps.vault, deps.timeoutMs ?? PLEX_TIMEOUT_MS, deps.keepSeconds));
   },
 };

@@ -29,12 +29,14 @@ export interface PlexRecheck {
   /** A sign-in plex.tv just vouched for: keep what its re-checks need. */
   remember(identity: Identity, token: string): Promise<void>;
   verifyAgain(signedIn: Identity): Promise<{ identity: Identity; kept?: string }>;
+  /** The Plex token kept for this person, while it is. */
+  tokenOf(identity: Identity): Promise<string | undefined>;
 }
 
 /** How often a re-check that found another one under way (on another instance) looks for its answer. */
 const FOLLOW_EVERY_MS = 100;
 
-export function plexRecheck(plex: PlexSource, vault: Vault, timeoutMs: number): PlexRecheck {
+export function plexRecheck(plex: PlexSource, vault: Vault, timeoutMs: number, keepSeconds = DAY_SECONDS): PlexRecheck {
   const { recheck_after: recheckAfter, grace_when_down: grace } = plex.config;
   const running = new Map<string, Promise<{ identity: Identity; kept?: string }>>();
 
@@ -42,7 +44,8 @@ export function plexRecheck(plex: PlexSource, vault: Vault, timeoutMs: number): 
     const json = await vault.get(id);
     return json ? JSON.parse(json) as Kept : undefined;
   };
-  const keep = (id: string, kept: Kept) => vault.put(id, JSON.stringify(kept), DAY_SECONDS * 1000);
+  // As long as anything given to the person may be used: their sign-in, or an app's refresh tokens.
+  const keep = (id: string, kept: Kept) => vault.put(id, JSON.stringify(kept), keepSeconds * 1000);
   const iso = (ms: number) => new Date(ms).toISOString();
 
   /** plex.tv could not be asked: the last verdict, while it is young enough. */
@@ -87,6 +90,7 @@ export function plexRecheck(plex: PlexSource, vault: Vault, timeoutMs: number): 
 
   return {
     remember: (identity, token) => keep(identity.id, { token, verifiedAt: Date.now(), identity }),
+    tokenOf: async (identity) => (await read(identity.id))?.token,
 
     async verifyAgain(signedIn) {
       const id = signedIn.id;

@@ -60,6 +60,7 @@ export function plexSignIn(plex: PlexSource, pins: SignInBindings, recheck: Plex
     // Holds a day, and is verified with plex.tv again once it is older than plex.recheck_after.
     session: { holdsFor: DAY_SECONDS, verifyAgain: recheck.verifyAgain },
     health: () => plex.health(),
+    upstreamToken: (identity) => recheck.tokenOf(identity),
     // The page talks to plex.tv from the browser, to create and watch its PIN.
     connectTo: [new URL(plex.config.api_url).origin],
 
