@@ -76,7 +76,7 @@ export function createProvider({ config, keys, store, log, pages, clients, signI
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
     responseTypes: ['code'],
     // offline_access: only clients with refresh_tokens get the refresh_token grant (see
-    // loadExistingGrant for how they get it without prompt=consent).
+    // keepOfflineAccess for how they get it without prompt=consent).
     scopes: ['openid', 'offline_access'],
     claims: {
       // plex_token only ever goes to a client with plex_token: true (see findAccount).
