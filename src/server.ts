@@ -134,11 +134,17 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
   provider.use(interactionRoutes({ provider, issuer: config.issuer, interactive, signIn, clients, network, pages }));
   const here = whoIsHere(provider, signIn);
   const isOperator = (account: Account) => account.groups.some((g) => config.admin.allowed_groups.includes(g));
-  // With Tailscale on and admin.tailnet_only, the console opens only from a device tailscaled
-  // vouches for as the very person signed in (from the request's own connection, as a sign-in).
-  const tailscale = ambient.find((s) => s.name === 'tailscale');
-  const tailnetPerson = tailscale && config.admin.tailnet_only
-    ? async (req: Parameters<typeof peerOf>[0]) => tailscale.identify(peerOf(req)).then(accountIdFor, () => undefined)
+  // With an ambient source (Tailscale) on and admin.tailnet_only, the console opens only from a
+  // device that source vouches for as the very person signed in, from the request's own
+  // connection, as at a sign-in.
+  const tailnetPerson = ambient.length > 0 && config.admin.tailnet_only
+    ? async (req: Parameters<typeof peerOf>[0]) => {
+      for (const source of ambient) {
+        const sub = await source.identify(peerOf(req)).then(accountIdFor, () => undefined);
+        if (sub) return sub;
+      }
+      return undefined;
+    }
     : undefined;
   provider.use(operatorConsole({
     config, apps: config.clients, whoIsHere: here, signIn, activity: store.activity, isOperator, pages,
@@ -151,7 +157,10 @@ async function start(config: Config, options: ServerOptions, onFailure: (release
     ]),
   }));
   // The built-in demo's app lives at `/`; otherwise `/` is the home page: who is signed in here, and their apps.
-  provider.use(config.demo ? demoApp(config, pages) : homePage({ config, apps: config.clients, homeClient, whoIsHere: here, pages, isOperator }));
+  provider.use(config.demo ? demoApp(config, pages) : homePage({
+    config, apps: config.clients, homeClient, whoIsHere: here, pages, isOperator,
+    sourceLabels: new Map([...ambient, ...interactive].map((s) => [s.name, s.label])),
+  }));
 
   // Slow clients (slowloris) are cut off: headers within 10 s, the whole request within 30 s.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Context, Middleware } from 'koa';
 import { HOME_CLIENT_ID, type ClientConfig, type CoreConfig } from '../config/config.ts';
 import { escapeHtml, Html, type Pages } from '../html.ts';
+import { readBody } from '../http/body.ts';
 import { claimsFor, mayUseClient, type Account } from '../sign-in/accounts.ts';
 import type { SignIn } from '../sign-in/sign-in.ts';
 import type { Activity, Presence, SignInEvent } from '../storage/store.ts';
@@ -107,16 +108,6 @@ export function operatorConsole(deps: ConsoleDeps): Middleware {
     return new Html(`${form}<p>The ID token for ${escapeHtml(app.name)} would carry, besides iss, aud, exp, iat and nonce:</p><table class="claims"><tbody>${rows}</tbody></table>`);
   }
 
-  async function readForm(ctx: Context): Promise<URLSearchParams | undefined> {
-    if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
-    let text = '';
-    for await (const chunk of ctx.req) {
-      text += chunk;
-      if (text.length > 4096) return undefined;
-    }
-    return new URLSearchParams(text);
-  }
-
   return async (ctx, next) => {
     if (ctx.path !== '/admin' && !ctx.path.startsWith('/admin/')) return next();
     ctx.set('Cache-Control', 'no-store');
@@ -140,7 +131,8 @@ export function operatorConsole(deps: ConsoleDeps): Middleware {
       // nothing either way, and Sec-Fetch-Site still does.
       const origin = ctx.get('Origin');
       const site = ctx.get('Sec-Fetch-Site');
-      const form = await readForm(ctx);
+      const posted = await readBody(ctx, 'application/x-www-form-urlencoded', 4096);
+      const form = posted === undefined ? undefined : new URLSearchParams(posted);
       const given = Buffer.from(form?.get('csrf') ?? '');
       const expected = Buffer.from(csrf(here.sessionId));
       const sub = form?.get('sub');

@@ -14,8 +14,6 @@ import type { WhoIsHere } from './who.ts';
 //   GET /sign-in    to /auth, for guestlist's own client
 //   GET /signed-in  where that sign-in comes back (its code is not needed: the session is)
 
-const SOURCE_NAMES: Record<string, string> = { tailscale: 'Tailscale', plex: 'Plex', jellyfin: 'Jellyfin', demo: 'the demo' };
-
 export interface HomeDeps {
   config: Pick<CoreConfig, 'issuer'>;
   /** The apps, as configured (guestlist's own client is not one). */
@@ -23,11 +21,13 @@ export interface HomeDeps {
   homeClient: ClientConfig;
   whoIsHere: WhoIsHere;
   isOperator(account: Account): boolean;
+  /** Each source's name for people ("Tailscale", "Plex"), by the name a `sub` starts with. */
+  sourceLabels: ReadonlyMap<string, string>;
   pages: Pages;
 }
 
 export function homePage(deps: HomeDeps): Middleware {
-  const { config, apps, homeClient, whoIsHere, isOperator, pages } = deps;
+  const { config, apps, homeClient, whoIsHere, isOperator, sourceLabels, pages } = deps;
   const signOut = `/session/end?${new URLSearchParams({ client_id: homeClient.client_id, post_logout_redirect_uri: homeClient.post_logout_redirect_uris[0]! })}`;
 
   function tiles(account: Account): Html {
@@ -70,7 +70,7 @@ export function homePage(deps: HomeDeps): Middleware {
     const { account, source } = here;
     ctx.body = pages.render('home-signed-in', 'Your apps', {
       name: account.identity.name ?? account.identity.login,
-      source: SOURCE_NAMES[source] ?? source,
+      source: sourceLabels.get(source) ?? source,
       sign_out_url: signOut,
       tiles: tiles(account),
       console: new Html(isOperator(account) ? '<p class="console-link"><a href="/admin">Operator console</a></p>' : ''),

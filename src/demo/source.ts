@@ -19,6 +19,7 @@ export function demoSource(tailscale?: AmbientSource): AmbientSource {
   return {
     kind: 'ambient',
     name: 'demo',
+    label: 'the demo',
     // As tailscale's: asked again at every authorization (it may be a tailnet person).
     session: tailscale?.session ?? { holdsFor: 15 * 60, verifyAgain: 'from-the-connection' },
     async identify(peer: Peer): Promise<Identity> {

@@ -4,6 +4,7 @@ import { errors } from 'oidc-provider';
 import type { ClientConfig } from '../config/config.ts';
 import { Html, type PageValues, type Pages } from '../html.ts';
 import type { ClientNetwork } from '../http/client-network.ts';
+import { readBody } from '../http/body.ts';
 import { expiredPage } from '../http/expired-sign-in.ts';
 import { accepts, insteadNotice, type SignIn } from '../sign-in/sign-in.ts';
 import { Refusal, type InteractiveSource, type SignInStep, type StepOutcome } from '../sources/source.ts';
@@ -219,12 +220,8 @@ function notFound(ctx: Context, pages: Pages): void {
 }
 
 async function readJson(ctx: Context, limit: number): Promise<unknown> {
-  if (!ctx.is('application/json')) return undefined;
-  let text = '';
-  for await (const chunk of ctx.req) {
-    text += chunk;
-    if (text.length > limit) return undefined;
-  }
+  const text = await readBody(ctx, 'application/json', limit);
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text) as unknown;
   } catch {

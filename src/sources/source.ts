@@ -113,6 +113,8 @@ export interface SessionRule {
 export interface AmbientSource {
   readonly kind: 'ambient';
   readonly name: string;
+  /** How pages name it to people ("Signed in as Alice · via Tailscale"). */
+  readonly label: string;
   readonly session: SessionRule;
   /** Resolve the person behind this peer, or throw a Refusal. */
   identify(peer: Peer): Promise<Identity>;

@@ -56,6 +56,7 @@ export function tailscaleSource(config: TailscaleConfig, whoisTimeoutMs = 3000):
   return {
     kind: 'ambient',
     name: 'tailscale',
+    label: 'Tailscale',
     // A device is asked again at every authorization, so one removed from the tailnet is out at
     // once; the session only has to outlive the code exchange and the app's userinfo call.
     session: { holdsFor: 15 * 60, verifyAgain: 'from-the-connection' },
